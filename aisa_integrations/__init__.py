@@ -1,0 +1,105 @@
+"""aisa-integrations: the AIsa LLM gateway for LangChain and LlamaIndex.
+
+One key, one OpenAI-compatible endpoint, every model family (GPT, Claude, Gemini, Qwen, DeepSeek,
+Grok). The framework classes are imported lazily, so ``import aisa_integrations`` pulls in neither
+LangChain nor LlamaIndex:
+
+>>> import aisa_integrations
+>>> aisa_integrations.default_catalog().get("claude-3-opus").family
+'claude'
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .core import *  # noqa: F403
+    from .langchain import AIsaChatModel
+    from .llama_index import AIsaLLM
+
+_ERRORS = (
+    "AIsaAPIError", "AIsaError", "AIsaStatusError", "APIConnectionError", "APITimeoutError",
+    "AuthenticationError", "BadRequestError", "ConfigurationError", "ContentPolicyError",
+    "ContextLengthExceededError", "InsufficientCreditsError", "InvalidRequestError",
+    "MalformedResponseError", "MissingAPIKeyError", "ModelNotFoundError", "PermissionDeniedError",
+    "RateLimitError", "ServerError", "StreamError", "StreamInterruptedError", "StreamStalledError",
+)
+
+# Every public name is imported on first use: the openai SDK alone takes ~0.5 s to import, and
+# neither framework may be imported by `import aisa_integrations`.
+# name -> (module, extra that provides it, or None)
+_LAZY: dict[str, tuple[str, str | None]] = {
+    **{name: ("aisa_integrations.core.errors", None) for name in _ERRORS},
+    "ClientConfig": ("aisa_integrations.core.config", None),
+    "ModelCatalog": ("aisa_integrations.core.catalog", None),
+    "ModelInfo": ("aisa_integrations.core.catalog", None),
+    "default_catalog": ("aisa_integrations.core.catalog", None),
+    "Usage": ("aisa_integrations.core.usage", None),
+    "AIsaChatModel": ("aisa_integrations.langchain", "langchain"),
+    "FallbackRunnable": ("aisa_integrations.langchain", "langchain"),
+    "TaskRouterRunnable": ("aisa_integrations.langchain", "langchain"),
+    "get_aisa_callback": ("aisa_integrations.langchain", "langchain"),
+    "AIsaLLM": ("aisa_integrations.llama_index", "llama-index"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'aisa_integrations' has no attribute {name!r}")
+    module_name, extra = target
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or ""
+        if extra is not None and missing.startswith(("langchain", "llama_index")):
+            raise ImportError(
+                f"{name} needs the {extra!r} extra: pip install \"aisa-integrations[{extra}]\" "
+                f"(missing module: {missing})"
+            ) from exc
+        raise
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = [  # noqa: RUF022
+    "AIsaAPIError",
+    "AIsaChatModel",
+    "AIsaError",
+    "AIsaLLM",
+    "AIsaStatusError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientConfig",
+    "ConfigurationError",
+    "ContentPolicyError",
+    "ContextLengthExceededError",
+    "InsufficientCreditsError",
+    "InvalidRequestError",
+    "MalformedResponseError",
+    "MissingAPIKeyError",
+    "ModelCatalog",
+    "ModelInfo",
+    "ModelNotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "StreamError",
+    "StreamInterruptedError",
+    "StreamStalledError",
+    "Usage",
+    "__version__",
+    "default_catalog",
+]

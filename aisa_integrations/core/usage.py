@@ -1,0 +1,93 @@
+"""Token usage and cost as the gateway reports them.
+
+AIsa's ``usage`` carries the OpenAI token counts plus ``cost`` (USD) and ``credits_remaining``.
+A figure the server did not send stays ``None``: a missing cost is not a zero cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["Usage", "parse_usage"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One response's usage.
+
+    >>> u = parse_usage({"prompt_tokens": 50, "completion_tokens": 200, "total_tokens": 250, "cost": 0.0025})
+    >>> (u.total_tokens, u.cost, u.credits_remaining)
+    (250, 0.0025, None)
+    """
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    cost: float | None = None
+    credits_remaining: float | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    audio_input_tokens: int | None = None
+    audio_output_tokens: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The reported figures only (absent ones left out)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    value = getattr(obj, name, None)
+    if value is None:
+        # openai models keep fields they do not declare (like ``cost``) in model_extra.
+        extra = getattr(obj, "model_extra", None)
+        if extra:
+            value = extra.get(name)
+    return value
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_usage(usage: Any) -> Usage | None:
+    """Parse a ``usage`` object (a dict or the openai SDK's model); ``None`` when there is none."""
+    if usage is None:
+        return None
+    prompt_details = _get(usage, "prompt_tokens_details")
+    completion_details = _get(usage, "completion_tokens_details")
+    prompt = _int(_get(usage, "prompt_tokens"))
+    completion = _int(_get(usage, "completion_tokens"))
+    total = _int(_get(usage, "total_tokens"))
+    if total is None and prompt is not None and completion is not None:
+        total = prompt + completion
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total,
+        cost=_float(_get(usage, "cost")),
+        credits_remaining=_float(_get(usage, "credits_remaining")),
+        cached_tokens=_int(_get(prompt_details, "cached_tokens")),
+        reasoning_tokens=_int(_get(completion_details, "reasoning_tokens")),
+        audio_input_tokens=_int(_get(prompt_details, "audio_tokens")),
+        audio_output_tokens=_int(_get(completion_details, "audio_tokens")),
+    )

@@ -1,0 +1,41 @@
+"""``python -m aisa_integrations.testing``: run the AIsa simulator in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .simulator import SIMULATOR_KEY, AIsaSimulator
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="python -m aisa_integrations.testing")
+    parser.description = "Run the local AIsa simulator (scripted replies, fault injection) on 127.0.0.1."
+    parser.add_argument("--port", type=int, default=8765, help="port to listen on (0: any free port)")
+    parser.add_argument("--api-key", default=SIMULATOR_KEY, help="the key it accepts; 'any' accepts every key")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every chat request")
+    parser.add_argument("--credits", type=float, default=100.0, help="starting balance in USD")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    sim = AIsaSimulator(
+        port=args.port,
+        api_key=None if args.api_key == "any" else args.api_key,
+        latency=args.latency,
+        credits=args.credits,
+    ).start()
+    print(f"AIsa simulator listening on {sim.base_url} (scripted replies, not a model)", flush=True)
+    print(f"  export AISA_BASE_URL={sim.base_url}", flush=True)
+    print(f"  export AISA_API_KEY={sim.api_key or 'anything'}", flush=True)
+    print("  faults: POST /_simulator/faults {model, status, retry_after, delay, drop_after, ...}", flush=True)
+    sim.serve_forever()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
