@@ -16,16 +16,32 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .core import *  # noqa: F403
+    from .core import *
     from .langchain import AIsaChatModel
     from .llama_index import AIsaLLM
 
 _ERRORS = (
-    "AIsaAPIError", "AIsaError", "AIsaStatusError", "APIConnectionError", "APITimeoutError",
-    "AuthenticationError", "BadRequestError", "ConfigurationError", "ContentPolicyError",
-    "ContextLengthExceededError", "InsufficientCreditsError", "InvalidRequestError",
-    "MalformedResponseError", "MissingAPIKeyError", "ModelNotFoundError", "PermissionDeniedError",
-    "RateLimitError", "ServerError", "StreamError", "StreamInterruptedError", "StreamStalledError",
+    "AIsaAPIError",
+    "AIsaError",
+    "AIsaStatusError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ContentPolicyError",
+    "ContextLengthExceededError",
+    "InsufficientCreditsError",
+    "InvalidRequestError",
+    "MalformedResponseError",
+    "MissingAPIKeyError",
+    "ModelNotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "StreamError",
+    "StreamInterruptedError",
+    "StreamStalledError",
 )
 
 # Every public name is imported on first use: the openai SDK alone takes ~0.5 s to import, and
@@ -59,7 +75,7 @@ def __getattr__(name: str) -> Any:
         missing = getattr(exc, "name", None) or ""
         if extra is not None and missing.startswith(("langchain", "llama_index")):
             raise ImportError(
-                f"{name} needs the {extra!r} extra: pip install \"aisa-integrations[{extra}]\" "
+                f'{name} needs the {extra!r} extra: pip install "aisa-integrations[{extra}]" '
                 f"(missing module: {missing})"
             ) from exc
         raise
@@ -72,7 +88,7 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = [  # noqa: RUF022
+__all__ = [
     "AIsaAPIError",
     "AIsaChatModel",
     "AIsaError",

@@ -128,6 +128,7 @@ _ALIBABA = "Alibaba Cloud Model Studio list price (international)"
 _DEEPSEEK = "DeepSeek list price (cache miss)"
 _XAI = "xAI list price"
 
+# fmt: off
 _BUILTIN: tuple[ModelInfo, ...] = (
     # GPT (OpenAI)
     _m("gpt-4.1", "gpt", "OpenAI", 1_047_576, 32_768, vision=True, tools=True, json_schema=True,
@@ -180,6 +181,7 @@ _BUILTIN: tuple[ModelInfo, ...] = (
     _m("grok-beta", "grok", "xAI", 131_072, 32_768, vision=False, tools=True, json_schema=False,
        price=(0.005, 0.015), source=_XAI, tier="premium"),
 )
+# fmt: on
 
 
 def family_of(model_id: str) -> tuple[str, str]:

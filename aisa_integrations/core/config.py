@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from .errors import MissingAPIKeyError, ConfigurationError
+from .errors import ConfigurationError, MissingAPIKeyError
 
 __all__ = [
     "API_KEY_ENV",
@@ -57,8 +57,7 @@ def resolve_base_url(base_url: str | None = None) -> str:
     value = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).strip()
     if not value.startswith(("http://", "https://")):
         raise ConfigurationError(
-            f"Invalid AIsa base URL {value!r}: it must start with http:// or https:// "
-            f"(for example {DEFAULT_BASE_URL})."
+            f"Invalid AIsa base URL {value!r}: it must start with http:// or https:// (for example {DEFAULT_BASE_URL})."
         )
     return value.rstrip("/")
 

@@ -292,9 +292,7 @@ def _compose(
     return f"{text} {hint}".strip()
 
 
-def _status_error(
-    exc: openai.APIStatusError, *, model: str | None, secrets: Sequence[str | None]
-) -> AIsaStatusError:
+def _status_error(exc: openai.APIStatusError, *, model: str | None, secrets: Sequence[str | None]) -> AIsaStatusError:
     status = exc.status_code
     code, server_message = _body_fields(exc.body)
     if code is None and exc.code:
@@ -370,7 +368,10 @@ def map_openai_error(
                 f"The gateway sent a body that is not valid JSON ({exc})"
                 if isinstance(exc, json.JSONDecodeError)
                 else "The gateway sent a response that does not match the chat completion schema",
-                model=model, status=None, code=None, request_id=None,
+                model=model,
+                status=None,
+                code=None,
+                request_id=None,
                 hint="This is a gateway fault; retry or configure a fallback model.",
             ),
             model=model,
@@ -379,39 +380,77 @@ def map_openai_error(
     elif isinstance(exc, openai.APITimeoutError):
         if in_stream:
             err = StreamStalledError(
-                _compose("The stream stalled: no data within the read timeout", model=model, status=None,
-                         code=None, request_id=None, hint="The partial answer is in .partial_text."),
-                model=model, request=request,
+                _compose(
+                    "The stream stalled: no data within the read timeout",
+                    model=model,
+                    status=None,
+                    code=None,
+                    request_id=None,
+                    hint="The partial answer is in .partial_text.",
+                ),
+                model=model,
+                request=request,
             )
         else:
             err = APITimeoutError(
-                _compose("The request timed out", model=model, status=None, code=None, request_id=None,
-                         hint="Raise timeout=, or configure a fallback model."),
-                model=model, request=request,
+                _compose(
+                    "The request timed out",
+                    model=model,
+                    status=None,
+                    code=None,
+                    request_id=None,
+                    hint="Raise timeout=, or configure a fallback model.",
+                ),
+                model=model,
+                request=request,
             )
     elif isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__ or exc.__context__
         detail = f": {redact(str(cause), *secrets)}" if cause else ""
         if in_stream:
             err = StreamInterruptedError(
-                _compose(f"The stream was cut before the answer was complete{detail}", model=model,
-                         status=None, code=None, request_id=None, hint="The partial answer is in .partial_text."),
-                model=model, request=request,
+                _compose(
+                    f"The stream was cut before the answer was complete{detail}",
+                    model=model,
+                    status=None,
+                    code=None,
+                    request_id=None,
+                    hint="The partial answer is in .partial_text.",
+                ),
+                model=model,
+                request=request,
             )
         else:
             err = APIConnectionError(
-                _compose(f"Could not reach the AIsa gateway{detail}", model=model, status=None, code=None,
-                         request_id=None, hint="Check the network and AISA_BASE_URL."),
-                model=model, request=request,
+                _compose(
+                    f"Could not reach the AIsa gateway{detail}",
+                    model=model,
+                    status=None,
+                    code=None,
+                    request_id=None,
+                    hint="Check the network and AISA_BASE_URL.",
+                ),
+                model=model,
+                request=request,
             )
     elif isinstance(exc, openai.APIError):
         # An error event inside an SSE stream, or another protocol-level failure.
         code, server_message = _body_fields(exc.body)
         server_message = redact(server_message or exc.message, *secrets)
         err = StreamInterruptedError(
-            _compose(f"The gateway reported an error mid-stream: {server_message}", model=model, status=None,
-                     code=code, request_id=None, hint=""),
-            model=model, code=code, server_message=server_message, request=request, body=exc.body,
+            _compose(
+                f"The gateway reported an error mid-stream: {server_message}",
+                model=model,
+                status=None,
+                code=code,
+                request_id=None,
+                hint="",
+            ),
+            model=model,
+            code=code,
+            server_message=server_message,
+            request=request,
+            body=exc.body,
         )
     else:
         return exc

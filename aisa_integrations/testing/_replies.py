@@ -138,12 +138,11 @@ def sample_from_schema(
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object" or (kind is None and "properties" in schema):
         props = schema.get("properties") or {}
-        return {
-            key: sample_from_schema(sub, hints, name=key, defs=defs, depth=depth + 1) for key, sub in props.items()
-        }
+        return {key: sample_from_schema(sub, hints, name=key, defs=defs, depth=depth + 1) for key, sub in props.items()}
     if kind == "array":
-        item = sample_from_schema(schema.get("items") or {"type": "string"}, hints, name=name, defs=defs,
-                                  depth=depth + 1)
+        item = sample_from_schema(
+            schema.get("items") or {"type": "string"}, hints, name=name, defs=defs, depth=depth + 1
+        )
         return [item] * max(1, int(schema.get("minItems") or 1))
     if kind == "integer":
         return int(hints.number())

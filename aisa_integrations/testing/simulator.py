@@ -422,8 +422,9 @@ def _apply_limits(reply: ScriptedReply, body: Mapping[str, Any]) -> ScriptedRepl
         if isinstance(limit, int) and limit > 0 and count_tokens(content) > limit:
             content = content[: limit * 4]
             finish = "length"
-    return ScriptedReply(content=content, tool_calls=reply.tool_calls, reasoning_content=reply.reasoning_content,
-                         finish_reason=finish)
+    return ScriptedReply(
+        content=content, tool_calls=reply.tool_calls, reasoning_content=reply.reasoning_content, finish_reason=finish
+    )
 
 
 class _Server(ThreadingHTTPServer):
@@ -499,7 +500,9 @@ class AIsaSimulator:
         self._server = _Server((self.host, self.port), _Handler)
         self._server.sim = self
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="aisa-simulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="aisa-simulator", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -602,7 +605,8 @@ class AIsaSimulator:
     def chat_requests(self, model: str | None = None) -> list[LoggedRequest]:
         """Logged chat requests, optionally for one model."""
         return [
-            r for r in list(self.requests)
+            r
+            for r in list(self.requests)
             if r.path.endswith("/chat/completions") and (model is None or r.model == model)
         ]
 
@@ -695,9 +699,7 @@ class AIsaSimulator:
             "created": int(time.time()),
             "model": model,
             "system_fingerprint": "fp_aisa_sim",
-            "choices": [
-                {"index": i, "message": message, "finish_reason": finish, "logprobs": None} for i in range(n)
-            ],
+            "choices": [{"index": i, "message": message, "finish_reason": finish, "logprobs": None} for i in range(n)],
             "usage": entry.usage,
         }
         return json.dumps(payload).encode()
@@ -734,8 +736,12 @@ class AIsaSimulator:
             finish = reply.finish_reason or "function_call"
         elif calls:
             for index, call in enumerate(calls):
-                first = {"index": index, "id": call["id"], "type": "function",
-                         "function": {"name": call["function"]["name"], "arguments": ""}}
+                first = {
+                    "index": index,
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": ""},
+                }
                 yield event({"tool_calls": [first]})
                 for piece in _arg_pieces(call["function"]["arguments"]):
                     yield event({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})

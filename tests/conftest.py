@@ -1,0 +1,61 @@
+"""Shared test rig.
+
+- Sockets: pytest-socket (see pyproject ``addopts``) refuses every host but 127.0.0.1/localhost,
+  so no test can reach the network; the simulator and notebook kernels use loopback only.
+- Environment: every test starts without AISA_* / OPENAI_* variables, so nothing on the developer's
+  machine leaks into a result (live tests opt back in through ``live_env``).
+- Cassettes: see ``tests/_cassettes.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from aisa_integrations.core.client import clear_client_cache
+from aisa_integrations.testing import AIsaSimulator
+
+from ._cassettes import CassetteEnv, aisa_cassette
+
+LIVE_KEY = os.environ.get("AISA_API_KEY")
+_SCRUBBED_VARS = ("AISA_API_KEY", "AISA_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in _SCRUBBED_VARS:
+        monkeypatch.delenv(name, raising=False)
+    yield
+    clear_client_cache()
+
+
+@pytest.fixture
+def sim() -> Iterator[AIsaSimulator]:
+    """A fresh simulator per test: its own port, faults, scripts, log and balance."""
+    with AIsaSimulator() as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def sim_env(sim: AIsaSimulator, monkeypatch: pytest.MonkeyPatch) -> AIsaSimulator:
+    """The simulator, with AISA_BASE_URL / AISA_API_KEY pointing at it (as a user would configure)."""
+    monkeypatch.setenv("AISA_BASE_URL", sim.base_url)
+    monkeypatch.setenv("AISA_API_KEY", sim.api_key or "any")
+    return sim
+
+
+@pytest.fixture
+def cassette(request: pytest.FixtureRequest) -> Iterator[CassetteEnv]:
+    """Replay ``cassettes/<test module>/<test name>.yaml`` (record modes: tests/_cassettes.py)."""
+    module = request.node.module.__name__.rsplit(".", 1)[-1]
+    with aisa_cassette(f"{module}/{request.node.name}") as env:
+        yield env
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_live = pytest.mark.skip(reason="live test: set AISA_API_KEY to run against the AIsa API")
+    for item in items:
+        if "live" in item.keywords and not LIVE_KEY:
+            item.add_marker(skip_live)
