@@ -79,6 +79,9 @@ def __getattr__(name: str) -> Any:
                 f"(missing module: {missing})"
             ) from exc
         raise
+    except AttributeError as exc:
+        # Python would report this as "cannot import name"; keep the real cause visible.
+        raise ImportError(f"importing {module_name} for {name} failed: {exc}") from exc
     value = getattr(module, name)
     globals()[name] = value
     return value

@@ -1,5 +1,8 @@
 """LangChain integration: ``AIsaChatModel`` (install with ``pip install "aisa-integrations[langchain]"``)."""
 
+from ._serialization import register_serializable
 from .chat_model import AIsaChatModel
+
+register_serializable(AIsaChatModel)
 
 __all__ = ["AIsaChatModel"]

@@ -65,8 +65,7 @@ def _check_base64(data: Any, where: str) -> None:
         base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidRequestError(
-            f"{where}: the base64 data is not valid base64. Encode the raw bytes with "
-            "base64.b64encode(data).decode()."
+            f"{where}: the base64 data is not valid base64. Encode the raw bytes with base64.b64encode(data).decode()."
         ) from None
 
 

@@ -13,6 +13,8 @@ __all__ = ["ScriptedReply", "ScriptedToolCall", "compose_reply", "count_prompt_t
 
 _WORD = re.compile(r"\S+\s*")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_QUOTED = re.compile(r"'([^'\n]{1,80})'|\"([^\"\n]{1,80})\"|“([^”\n]{1,80})”|`([^`\n]{1,80})`")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 _CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-zA-Z]+(?:\s[A-Z][a-zA-Z]+)*)")
 
 
@@ -92,6 +94,7 @@ class _Hints:
         self.numbers = [float(n) for n in _NUMBER.findall(text)]
         names = _CAPITALISED.findall(text)
         self.place = names[0] if names else "Paris"
+        self.quoted = [next(g for g in groups if g) for groups in _QUOTED.findall(text)]
 
     def number(self) -> float:
         return self.numbers.pop(0) if self.numbers else 1.0
@@ -104,6 +107,8 @@ class _Hints:
             return "2025-01-01T00:00:00Z"
         if any(k in lowered for k in ("location", "city", "place", "country", "where")):
             return self.place
+        if self.quoted:  # "create a customer named 'ACME'": quoted text is what the user wants passed on
+            return self.quoted[0]
         if any(k in lowered for k in ("query", "question", "input", "text", "prompt")):
             return self.text[:200] or "query"
         if "name" in lowered:
@@ -205,10 +210,14 @@ def compose_reply(body: Mapping[str, Any], *, model: str, reasoning: bool) -> Sc
         schema = (response_format.get("json_schema") or {}).get("schema") or {}
         return ScriptedReply(content=json.dumps(sample_from_schema(schema, hints)), reasoning_content=thinking)
     if isinstance(response_format, Mapping) and response_format.get("type") == "json_object":
-        return ScriptedReply(
-            content=json.dumps({"answer": f"Simulated JSON reply to: {text[:80]}", "model": model}),
-            reasoning_content=thinking,
+        # Keys the prompt asks for ("... a JSON with 'setup' and 'punchline' keys"), else a fixed shape.
+        keys = [q for q in hints.quoted if _IDENTIFIER.match(q)]
+        payload = (
+            {key: f"sample {key}" for key in keys}
+            if keys
+            else {"answer": f"Simulated JSON reply to: {text[:80]}", "model": model}
         )
+        return ScriptedReply(content=json.dumps(payload), reasoning_content=thinking)
 
     specs, legacy = _tool_specs(body)
     if specs and last_role not in ("tool", "function"):
