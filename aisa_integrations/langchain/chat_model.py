@@ -21,7 +21,6 @@ from langchain_core.utils.function_calling import convert_to_openai_function
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from langchain_core.utils.utils import _build_model_kwargs, from_env, secret_from_env
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
-from typing_extensions import Self
 
 from ..core.catalog import ModelCatalog, ModelInfo, default_catalog
 from ..core.chat import (
@@ -124,7 +123,7 @@ class AIsaChatModel(BaseChatModel):
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
-    _config: ClientConfig = PrivateAttr()
+    _config_cache: tuple[tuple[Any, ...], ClientConfig] | None = PrivateAttr(default=None)
 
     # -- construction ----------------------------------------------------------------------
     @model_validator(mode="before")
@@ -143,19 +142,37 @@ class AIsaChatModel(BaseChatModel):
                 names.add(field.alias)
         return names
 
-    @model_validator(mode="after")
-    def _resolve_config(self) -> Self:
-        # Raises MissingAPIKeyError (naming AISA_API_KEY) here, before any request can be made.
-        self._config = ClientConfig.resolve(
-            api_key=self.api_key,
-            base_url=self.base_url,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            default_headers=self.default_headers,
-            http_client=self.http_client,
-            http_async_client=self.http_async_client,
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Resolved here, not in a validator, so a missing key surfaces as MissingAPIKeyError (naming
+        # AISA_API_KEY) rather than a pydantic ValidationError; either way before any request.
+        _ = self._config
+
+    @property
+    def _config(self) -> ClientConfig:
+        """The client configuration, re-resolved if a field it depends on changed (model_copy)."""
+        key = (
+            self.api_key,
+            self.base_url,
+            self.timeout,
+            self.max_retries,
+            id(self.default_headers),
+            id(self.http_client),
+            id(self.http_async_client),
         )
-        return self
+        cached = self._config_cache
+        if cached is None or cached[0] != key:
+            config = ClientConfig.resolve(
+                api_key=self.api_key,
+                base_url=self.base_url,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+                default_headers=self.default_headers,
+                http_client=self.http_client,
+                http_async_client=self.http_async_client,
+            )
+            self._config_cache = cached = (key, config)
+        return cached[1]
 
     def _resolve_model_profile(self) -> ModelProfile | None:
         info = self.model_info
@@ -268,8 +285,8 @@ class AIsaChatModel(BaseChatModel):
     ) -> ChatResult:
         legacy = kwargs.get("tool_format", self.tool_format) == "functions"
         kwargs.pop("stream_usage", None)
-        request = self._request(messages, stop, kwargs)
         try:
+            request = self._request(messages, stop, kwargs)
             completion = create_chat_completion(self._config, request)
         except AIsaError as exc:
             raise as_langchain_error(exc) from exc.__cause__
@@ -284,8 +301,8 @@ class AIsaChatModel(BaseChatModel):
     ) -> ChatResult:
         legacy = kwargs.get("tool_format", self.tool_format) == "functions"
         kwargs.pop("stream_usage", None)
-        request = self._request(messages, stop, kwargs)
         try:
+            request = self._request(messages, stop, kwargs)
             completion = await acreate_chat_completion(self._config, request)
         except AIsaError as exc:
             raise as_langchain_error(exc) from exc.__cause__
@@ -299,9 +316,9 @@ class AIsaChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         include_usage = kwargs.pop("stream_usage", self.stream_usage)
-        request = self._request(messages, stop, kwargs)
         state = StreamState()
         try:
+            request = self._request(messages, stop, kwargs)
             for raw in stream_chat_completion(self._config, request, include_usage=include_usage):
                 generation = chunk_to_generation(raw, state)
                 if generation is None:
@@ -320,9 +337,9 @@ class AIsaChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         include_usage = kwargs.pop("stream_usage", self.stream_usage)
-        request = self._request(messages, stop, kwargs)
         state = StreamState()
         try:
+            request = self._request(messages, stop, kwargs)
             async for raw in astream_chat_completion(self._config, request, include_usage=include_usage):
                 generation = chunk_to_generation(raw, state)
                 if generation is None:
@@ -351,11 +368,14 @@ class AIsaChatModel(BaseChatModel):
         ``response_format`` (a schema or an OpenAI response_format dict) is forwarded, as
         LangChain's ``create_agent`` does for provider-side structured output.
         """
-        formatted = format_tools(tools, strict=strict)
+        try:
+            formatted = format_tools(tools, strict=strict)
+            if tool_choice is not None and formatted:
+                kwargs["tool_choice"] = format_tool_choice(tool_choice, formatted)
+        except AIsaError as exc:
+            raise as_langchain_error(exc) from None
         if formatted:
             kwargs["tools"] = formatted
-        if tool_choice is not None and formatted:
-            kwargs["tool_choice"] = format_tool_choice(tool_choice, formatted)
         if parallel_tool_calls is not None:
             kwargs["parallel_tool_calls"] = parallel_tool_calls
         if response_format is not None:

@@ -84,7 +84,7 @@ class Fault:
 
 @dataclass
 class LoggedRequest:
-    """One request the simulator received (the Authorization header is never kept)."""
+    """One request the simulator received (header names lower-cased; Authorization is never kept)."""
 
     method: str
     path: str
@@ -485,6 +485,7 @@ class AIsaSimulator:
         self._latency: dict[str | None, float] = {None: latency}
         self._faults: list[tuple[str, Fault]] = []
         self._scripts: dict[str | None, list[ScriptedReply]] = {}
+        self._served_as: dict[str, str] = {}
         self.requests: list[LoggedRequest] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -579,6 +580,11 @@ class AIsaSimulator:
         with self._lock:
             self._latency[model] = seconds
 
+    def serve_as(self, model: str, served_id: str) -> None:
+        """Report ``served_id`` as the response's ``model`` for requests to ``model`` (a dated id, say)."""
+        with self._lock:
+            self._served_as[model] = served_id
+
     def add_model(self, model_id: str) -> None:
         with self._lock:
             self._extra_models.add(model_id)
@@ -588,6 +594,7 @@ class AIsaSimulator:
         with self._lock:
             self._faults.clear()
             self._scripts.clear()
+            self._served_as.clear()
             self._latency = {None: 0.0}
             self.requests.clear()
             self.credits = self.initial_credits
@@ -623,7 +630,7 @@ class AIsaSimulator:
         return f"req_sim_{next(self._ids)}"
 
     def _log(self, method: str, path: str, headers: dict[str, str], body: Any, model: str | None) -> LoggedRequest:
-        kept = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
+        kept = {k.lower(): v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
         entry = LoggedRequest(method=method, path=path, headers=kept, body=body, model=model)
         with self._lock:
             self.requests.append(entry)
@@ -679,7 +686,7 @@ class AIsaSimulator:
         return reply
 
     def _completion(self, body: Mapping[str, Any], reply: ScriptedReply, entry: LoggedRequest) -> bytes:
-        model = body["model"]
+        model = self._served_as.get(body["model"], body["model"])
         legacy = bool(body.get("functions")) and not body.get("tools")
         message: dict[str, Any] = {"role": "assistant", "content": reply.content}
         calls = _wire_calls(reply)
@@ -707,7 +714,7 @@ class AIsaSimulator:
     def _chunks(
         self, body: Mapping[str, Any], reply: ScriptedReply, entry: LoggedRequest, include_usage: bool
     ) -> Iterator[bytes]:
-        model = body["model"]
+        model = self._served_as.get(body["model"], body["model"])
         legacy = bool(body.get("functions")) and not body.get("tools")
         head = {
             "id": f"chatcmpl-sim-{next(self._ids)}",
