@@ -83,6 +83,7 @@ def _finish_synthetic(path: Path, sim_base: str) -> None:
     text = path.read_text()
     text = text.replace(sim_base, DEFAULT_BASE_URL)
     text = re.sub(r"http://127\.0\.0\.1:\d+/v1", DEFAULT_BASE_URL, text)
+    text = re.sub(r"- 127\.0\.0\.1:\d+", "- api.aisa.one", text)
     if not text.startswith(SYNTHETIC_NOTE):
         text = SYNTHETIC_NOTE + text
     path.write_text(text)

@@ -44,3 +44,17 @@ def test_missing_extra_names_the_install_command(name, blocked, extra):
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert f'pip install "aisa-integrations[{extra}]"' in out
+
+
+def test_cassettes_hold_no_credentials():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "cassettes"
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert files, "no cassettes found"
+    key_shaped = re.compile(r"Bearer [A-Za-z0-9_.-]{8,}|sk-[A-Za-z0-9_-]{16,}|sim-key-not-secret")
+    for path in files:
+        text = path.read_text()
+        assert not re.search(r"(?im)^\s*-?\s*authorization\s*:", text), f"{path} holds an Authorization header"
+        assert not key_shaped.search(text), f"{path} holds a key-shaped string"
