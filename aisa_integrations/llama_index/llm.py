@@ -1,0 +1,314 @@
+"""``AIsaLLM``: every model behind the AIsa gateway as a LlamaIndex function-calling LLM."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.base.llms.generic_utils import (
+    achat_to_completion_decorator,
+    astream_chat_to_completion_decorator,
+    chat_to_completion_decorator,
+    stream_chat_to_completion_decorator,
+)
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+    ToolCallBlock,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.prompts import PromptTemplate
+from pydantic import BaseModel
+
+from ..core.catalog import ModelInfo, default_catalog
+from ..core.chat import (
+    acreate_chat_completion,
+    astream_chat_completion,
+    create_chat_completion,
+    stream_chat_completion,
+)
+from ..core.config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientConfig
+from ..core.errors import InvalidRequestError
+from ._convert import (
+    StreamAccumulator,
+    _partial_json,
+    completion_to_response,
+    messages_to_openai,
+    tool_to_openai,
+)
+
+if TYPE_CHECKING:
+    from llama_index.core.tools.types import BaseTool
+
+__all__ = ["AIsaLLM"]
+
+#: Assumed when the catalog does not know a model and no context_window override is given.
+UNKNOWN_CONTEXT_WINDOW = 8192
+
+
+def _json_schema_format(output_cls: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": output_cls.__name__, "schema": output_cls.model_json_schema()},
+    }
+
+
+class AIsaLLM(FunctionCallingLLM):
+    """Any model behind the AIsa gateway (GPT, Claude, Gemini, Qwen, DeepSeek, Grok) in LlamaIndex.
+
+    Built on the openai SDK with the AIsa base URL; the key comes from ``api_key`` or
+    ``AISA_API_KEY`` (never ``OPENAI_*``). ``metadata`` (context window, tool support) comes from
+    the model catalog, so agents and prompt packing work out of the box; usage, ``cost`` and
+    ``credits_remaining`` arrive in every response, streamed ones included.
+
+    Example (offline, against the bundled simulator):
+
+        >>> from aisa_integrations import AIsaLLM
+        >>> from aisa_integrations.testing import AIsaSimulator
+        >>> with AIsaSimulator() as sim:
+        ...     llm = AIsaLLM(model="qwen-max", api_key=sim.api_key, api_base=sim.base_url)
+        ...     response = llm.complete("Say hello")
+        ...     (llm.metadata.context_window, response.additional_kwargs["cost"] > 0)
+        (32768, True)
+    """
+
+    model: str = Field(default="gpt-4.1", description="Model id, as in the AIsa catalog.")
+    api_key: str | None = Field(default=None, exclude=True, repr=False, description="Defaults to AISA_API_KEY.")
+    api_base: str | None = Field(default=None, alias="base_url", description="Defaults to AISA_BASE_URL.")
+    temperature: float | None = Field(default=None, description="Sampling temperature (provider default if unset).")
+    max_tokens: int | None = Field(default=None, description="Largest completion to generate.")
+    timeout: float | None = Field(default=DEFAULT_TIMEOUT, description="Seconds per request.")
+    max_retries: int = Field(
+        default=DEFAULT_MAX_RETRIES, description="Retries by the openai SDK (the only retry layer)."
+    )
+    additional_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Other request parameters, sent in the request body."
+    )
+    default_headers: dict[str, str] | None = Field(default=None, description="Extra HTTP headers.")
+    context_window: int | None = Field(default=None, description="Override the catalog's context window.")
+    is_function_calling: bool | None = Field(default=None, description="Override the catalog's tool support.")
+    stream_usage: bool = Field(default=True, description="Ask for usage when streaming (include_usage).")
+    strict: bool = Field(default=False, description="Strict JSON schemas for tools.")
+
+    _config: ClientConfig = PrivateAttr()
+
+    def __init__(
+        self,
+        *,
+        http_client: Any = None,
+        async_http_client: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        # Resolve now: a missing key fails here, naming AISA_API_KEY, before any request.
+        self._config = ClientConfig.resolve(
+            api_key=self.api_key,
+            base_url=self.api_base,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            default_headers=self.default_headers,
+            http_client=http_client,
+            http_async_client=async_http_client,
+        )
+        self.api_base = self._config.base_url
+        self.api_key = None  # the key lives only in the (secret) client config from here on
+
+    model_config = {"populate_by_name": True, "arbitrary_types_allowed": True}
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "AIsaLLM"
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return default_catalog().info(self.model)
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        info = self.model_info
+        function_calling = self.is_function_calling if self.is_function_calling is not None else bool(info.tools)
+        return LLMMetadata(
+            context_window=self.context_window or info.context_window or UNKNOWN_CONTEXT_WINDOW,
+            num_output=self.max_tokens or -1,
+            is_chat_model=True,
+            is_function_calling_model=function_calling,
+            model_name=self.model,
+        )
+
+    # -- requests --------------------------------------------------------------------------
+    def _request(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": self.model,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            **self.additional_kwargs,
+            **kwargs,
+        }
+        request["messages"] = messages_to_openai(messages)
+        return request
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        completion = create_chat_completion(self._config, self._request(messages, kwargs))
+        return completion_to_response(completion)
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        completion = await acreate_chat_completion(self._config, self._request(messages, kwargs))
+        return completion_to_response(completion)
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        request = self._request(messages, kwargs)
+
+        def gen() -> ChatResponseGen:
+            accumulator = StreamAccumulator()
+            for chunk in stream_chat_completion(self._config, request, include_usage=self.stream_usage):
+                response = accumulator.add(chunk)
+                if response is not None:
+                    yield response
+
+        return gen()
+
+    @llm_chat_callback()
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        request = self._request(messages, kwargs)
+
+        async def gen() -> ChatResponseAsyncGen:
+            accumulator = StreamAccumulator()
+            async for chunk in astream_chat_completion(self._config, request, include_usage=self.stream_usage):
+                response = accumulator.add(chunk)
+                if response is not None:
+                    yield response
+
+        return gen()
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return chat_to_completion_decorator(self.chat)(prompt, **kwargs)
+
+    @llm_completion_callback()
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return await achat_to_completion_decorator(self.achat)(prompt, **kwargs)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        return stream_chat_to_completion_decorator(self.stream_chat)(prompt, **kwargs)
+
+    @llm_completion_callback()
+    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+        return await astream_chat_to_completion_decorator(self.astream_chat)(prompt, **kwargs)
+
+    # -- tools -----------------------------------------------------------------------------
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        tool_choice: str | dict[str, Any] | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        strict = self.strict if strict is None else strict
+        specs = [tool_to_openai(tool, strict=strict) for tool in tools]
+        messages = list(chat_history or [])
+        if user_msg is not None:
+            messages.append(
+                ChatMessage(role=MessageRole.USER, content=user_msg) if isinstance(user_msg, str) else user_msg
+            )
+        prepared: dict[str, Any] = {"messages": messages, **kwargs}
+        if specs:
+            prepared["tools"] = specs
+            prepared["tool_choice"] = self._tool_choice(tool_choice, tool_required, specs)
+            prepared["parallel_tool_calls"] = allow_parallel_tool_calls
+        return prepared
+
+    @staticmethod
+    def _tool_choice(choice: Any, required: bool, specs: list[dict[str, Any]]) -> Any:
+        names = [s["function"]["name"] for s in specs]
+        if choice is None:
+            return "required" if required else "auto"
+        if choice in ("auto", "none", "required"):
+            return choice
+        if isinstance(choice, dict):
+            return choice
+        if isinstance(choice, str):
+            if choice not in names:
+                raise InvalidRequestError(f"tool_choice={choice!r} names no given tool (tools: {names}).")
+            return {"type": "function", "function": {"name": choice}}
+        raise InvalidRequestError(
+            f"tool_choice={choice!r} is not understood; use 'auto', 'none', 'required' or a name."
+        )
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[ToolSelection]:
+        """The tool calls in a (possibly partial, streamed) response."""
+        selections = []
+        for block in response.message.blocks:
+            if not isinstance(block, ToolCallBlock):
+                continue
+            args = block.tool_kwargs
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args) if args else {}
+                except json.JSONDecodeError:
+                    args = _partial_json(args)
+            selections.append(
+                ToolSelection(
+                    tool_id=block.tool_call_id or "",
+                    tool_name=block.tool_name,
+                    tool_kwargs=args if isinstance(args, dict) else {},
+                )
+            )
+        if not selections and error_on_no_tool_call:
+            raise ValueError(f"Expected at least one tool call, but got none. (model={self.model})")
+        return selections
+
+    # -- structured output -----------------------------------------------------------------
+    def _use_json_schema(self) -> bool:
+        from llama_index.core.types import PydanticProgramMode
+
+        return self.pydantic_program_mode == PydanticProgramMode.DEFAULT and self.model_info.json_schema is True
+
+    def structured_predict(
+        self,
+        output_cls: type[BaseModel],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> BaseModel:
+        """A validated ``output_cls``: the json_schema response format where the catalog says the
+        model honours it, LlamaIndex's function-calling program otherwise."""
+        if not self._use_json_schema():
+            return super().structured_predict(output_cls, prompt, llm_kwargs=llm_kwargs, **prompt_args)
+        messages = self._extend_messages(prompt.format_messages(**prompt_args))
+        response = self.chat(messages, response_format=_json_schema_format(output_cls), **(llm_kwargs or {}))
+        return output_cls.model_validate_json(response.message.content or "")
+
+    async def astructured_predict(
+        self,
+        output_cls: type[BaseModel],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> BaseModel:
+        if not self._use_json_schema():
+            return await super().astructured_predict(output_cls, prompt, llm_kwargs=llm_kwargs, **prompt_args)
+        messages = self._extend_messages(prompt.format_messages(**prompt_args))
+        response = await self.achat(messages, response_format=_json_schema_format(output_cls), **(llm_kwargs or {}))
+        return output_cls.model_validate_json(response.message.content or "")
