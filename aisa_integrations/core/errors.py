@@ -67,6 +67,7 @@ __all__ = [
 ]
 
 CREDITS_URL = "https://console.aisa.one"
+_PARTIAL_HINT = "The partial answer is in .partial_text."
 
 _KEY_SHAPED = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]{6,}|\bsk-[A-Za-z0-9_-]{8,}")
 
@@ -361,99 +362,45 @@ def map_openai_error(
     if isinstance(exc, openai.APIStatusError):
         return _status_error(exc, model=model, secrets=secrets)
     request = getattr(exc, "request", None)
-    err: AIsaAPIError
+    code: str | None = None
+    server_message: str | None = None
+    cls: type[AIsaAPIError]
     if isinstance(exc, json.JSONDecodeError | openai.APIResponseValidationError):
-        err = MalformedResponseError(
-            _compose(
-                f"The gateway sent a body that is not valid JSON ({exc})"
-                if isinstance(exc, json.JSONDecodeError)
-                else "The gateway sent a response that does not match the chat completion schema",
-                model=model,
-                status=None,
-                code=None,
-                request_id=None,
-                hint="This is a gateway fault; retry or configure a fallback model.",
-            ),
-            model=model,
-            request=request,
+        cls, hint = MalformedResponseError, "This is a gateway fault; retry or configure a fallback model."
+        what = (
+            f"The gateway sent a body that is not valid JSON ({exc})"
+            if isinstance(exc, json.JSONDecodeError)
+            else "The gateway sent a response that does not match the chat completion schema"
         )
     elif isinstance(exc, openai.APITimeoutError):
         if in_stream:
-            err = StreamStalledError(
-                _compose(
-                    "The stream stalled: no data within the read timeout",
-                    model=model,
-                    status=None,
-                    code=None,
-                    request_id=None,
-                    hint="The partial answer is in .partial_text.",
-                ),
-                model=model,
-                request=request,
-            )
+            cls, what = StreamStalledError, "The stream stalled: no data within the read timeout"
         else:
-            err = APITimeoutError(
-                _compose(
-                    "The request timed out",
-                    model=model,
-                    status=None,
-                    code=None,
-                    request_id=None,
-                    hint="Raise timeout=, or configure a fallback model.",
-                ),
-                model=model,
-                request=request,
-            )
+            cls, what = APITimeoutError, "The request timed out"
+        hint = _PARTIAL_HINT if in_stream else "Raise timeout=, or configure a fallback model."
     elif isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__ or exc.__context__
         detail = f": {redact(str(cause), *secrets)}" if cause else ""
         if in_stream:
-            err = StreamInterruptedError(
-                _compose(
-                    f"The stream was cut before the answer was complete{detail}",
-                    model=model,
-                    status=None,
-                    code=None,
-                    request_id=None,
-                    hint="The partial answer is in .partial_text.",
-                ),
-                model=model,
-                request=request,
-            )
+            cls, what = StreamInterruptedError, f"The stream was cut before the answer was complete{detail}"
         else:
-            err = APIConnectionError(
-                _compose(
-                    f"Could not reach the AIsa gateway{detail}",
-                    model=model,
-                    status=None,
-                    code=None,
-                    request_id=None,
-                    hint="Check the network and AISA_BASE_URL.",
-                ),
-                model=model,
-                request=request,
-            )
+            cls, what = APIConnectionError, f"Could not reach the AIsa gateway{detail}"
+        hint = _PARTIAL_HINT if in_stream else "Check the network and AISA_BASE_URL."
     elif isinstance(exc, openai.APIError):
         # An error event inside an SSE stream, or another protocol-level failure.
         code, server_message = _body_fields(exc.body)
         server_message = redact(server_message or exc.message, *secrets)
-        err = StreamInterruptedError(
-            _compose(
-                f"The gateway reported an error mid-stream: {server_message}",
-                model=model,
-                status=None,
-                code=code,
-                request_id=None,
-                hint="",
-            ),
-            model=model,
-            code=code,
-            server_message=server_message,
-            request=request,
-            body=exc.body,
-        )
+        cls, what, hint = StreamInterruptedError, f"The gateway reported an error mid-stream: {server_message}", ""
     else:
         return exc
+    err = cls(
+        _compose(what, model=model, status=None, code=code, request_id=None, hint=hint),
+        model=model,
+        code=code,
+        server_message=server_message,
+        request=request,
+        body=getattr(exc, "body", None),
+    )
     if isinstance(err, StreamError):
         err.partial_text = partial_text
     return err
