@@ -1,8 +1,9 @@
-"""LangChain integration: ``AIsaChatModel`` (install with ``pip install "aisa-integrations[langchain]"``)."""
+"""LangChain integration (install with ``pip install "aisa-integrations[langchain]"``)."""
 
 from ._serialization import register_serializable
 from .chat_model import AIsaChatModel
+from .fallback import FallbackRunnable
 
 register_serializable(AIsaChatModel)
 
-__all__ = ["AIsaChatModel"]
+__all__ = ["AIsaChatModel", "FallbackRunnable"]

@@ -405,49 +405,66 @@ class AIsaChatModel(BaseChatModel):
         """
         if kwargs:
             raise InvalidRequestError(f"Unknown arguments to with_structured_output: {sorted(kwargs)}")
-        is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
-        if method == "function_calling":
-            if schema is None:
-                raise InvalidRequestError("method='function_calling' needs a schema.")
-            tool_name = convert_to_openai_function(schema)["name"]
-            llm = self.bind_tools(
-                [schema],
-                tool_choice=tool_name,
-                parallel_tool_calls=False if self.tool_format == "tools" else None,
-                strict=strict,
-                ls_structured_output_format={"kwargs": {"method": method, "strict": strict}, "schema": schema},
-            )
-            parser: Runnable = (
-                PydanticToolsParser(tools=[schema], first_tool_only=True)  # type: ignore[list-item]
-                if is_pydantic
-                else JsonOutputKeyToolsParser(key_name=tool_name, first_tool_only=True)
-            )
-        elif method == "json_schema":
+        return structured_output_runnable(
+            self,
+            schema,
+            method=method,
+            include_raw=include_raw,
+            strict=strict,
+            model_info=self.model_info,
+            parallel_tool_calls=False if self.tool_format == "tools" else None,
+        )
+
+
+def structured_output_runnable(
+    llm: BaseChatModel,
+    schema: dict[str, Any] | type | None,
+    *,
+    method: StructuredOutputMethod,
+    include_raw: bool,
+    strict: bool | None,
+    model_info: ModelInfo | None,
+    parallel_tool_calls: bool | None = False,
+) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
+    """``llm`` bound for structured output and followed by the matching parser (shared by the
+    chat model and the fallback / routing runnables)."""
+    is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
+    trace = {"kwargs": {"method": method, "strict": strict}, "schema": schema}
+    if method == "function_calling":
+        if schema is None:
+            raise InvalidRequestError("method='function_calling' needs a schema.")
+        tool_name = convert_to_openai_function(schema)["name"]
+        bound = llm.bind_tools(
+            [schema],
+            tool_choice=tool_name,
+            parallel_tool_calls=parallel_tool_calls,
+            strict=strict,
+            ls_structured_output_format=trace,
+        )
+        parser: Runnable = (
+            PydanticToolsParser(tools=[schema], first_tool_only=True)  # type: ignore[list-item]
+            if is_pydantic
+            else JsonOutputKeyToolsParser(key_name=tool_name, first_tool_only=True)
+        )
+    elif method in ("json_schema", "json_mode"):
+        if method == "json_schema":
             if schema is None:
                 raise InvalidRequestError("method='json_schema' needs a schema.")
-            if self.model_info.json_schema is False:
+            if model_info is not None and model_info.json_schema is False:
                 warnings.warn(
-                    f"The catalog says {self.model!r} does not honour json_schema response formats; "
+                    f"The catalog says {model_info.id!r} does not honour json_schema response formats; "
                     "method='function_calling' is the reliable choice for it.",
-                    stacklevel=2,
+                    stacklevel=3,
                 )
-            llm = self.bind(
-                response_format=_response_format(schema, strict),
-                ls_structured_output_format={"kwargs": {"method": method, "strict": strict}, "schema": schema},
-            )
-            parser = PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()  # type: ignore[arg-type]
-        elif method == "json_mode":
-            llm = self.bind(
-                response_format={"type": "json_object"},
-                ls_structured_output_format={"kwargs": {"method": method}, "schema": schema},
-            )
-            parser = PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()  # type: ignore[arg-type]
+            response_format = _response_format(schema, strict)
         else:
-            raise InvalidRequestError(
-                f"Unknown method {method!r}; use 'function_calling', 'json_schema' or 'json_mode'."
-            )
-        if not include_raw:
-            return llm | parser
-        parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
-        on_error = RunnablePassthrough.assign(parsed=lambda _: None)
-        return RunnableMap(raw=llm) | parse.with_fallbacks([on_error], exception_key="parsing_error")
+            response_format = {"type": "json_object"}
+        bound = llm.bind(response_format=response_format, ls_structured_output_format=trace)
+        parser = PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()  # type: ignore[arg-type]
+    else:
+        raise InvalidRequestError(f"Unknown method {method!r}; use 'function_calling', 'json_schema' or 'json_mode'.")
+    if not include_raw:
+        return bound | parser
+    parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+    on_error = RunnablePassthrough.assign(parsed=lambda _: None)
+    return RunnableMap(raw=bound) | parse.with_fallbacks([on_error], exception_key="parsing_error")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index.core.base.llms.generic_utils import (
     achat_to_completion_decorator,
@@ -40,6 +41,8 @@ from ..core.chat import (
 )
 from ..core.config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientConfig
 from ..core.errors import InvalidRequestError
+from ..core.fallback import Candidate, FallbackPolicy, FallbackReport, FallbackRunner
+from ..core.usage import parse_usage
 from ._convert import (
     StreamAccumulator,
     _partial_json,
@@ -55,6 +58,19 @@ __all__ = ["AIsaLLM"]
 
 #: Assumed when the catalog does not know a model and no context_window override is given.
 UNKNOWN_CONTEXT_WINDOW = 8192
+
+
+def _chunk_has_content(chunk: Any) -> bool:
+    return any(c.delta is not None and (c.delta.content or c.delta.tool_calls) for c in chunk.choices)
+
+
+def _chunk_text(chunk: Any) -> str:
+    return "".join(c.delta.content or "" for c in chunk.choices if c.delta is not None)
+
+
+def _chunk_cost(chunk: Any) -> float | None:
+    usage = parse_usage(chunk.usage) if chunk.usage is not None else None
+    return usage.cost if usage else None
 
 
 def _json_schema_format(output_cls: type[BaseModel]) -> dict[str, Any]:
@@ -100,8 +116,16 @@ class AIsaLLM(FunctionCallingLLM):
     is_function_calling: bool | None = Field(default=None, description="Override the catalog's tool support.")
     stream_usage: bool = Field(default=True, description="Ask for usage when streaming (include_usage).")
     strict: bool = Field(default=False, description="Strict JSON schemas for tools.")
+    fallback_models: list[str] = Field(
+        default_factory=list, description="Models to fail over to, in order (policy: core.fallback)."
+    )
+    fallback_policy: FallbackPolicy | None = Field(default=None, exclude=True, description="Fallback policy.")
+    mid_stream: Literal["raise", "continue"] = Field(
+        default="raise", description="After content was streamed: raise, or continue on a prefill-capable model."
+    )
 
     _config: ClientConfig = PrivateAttr()
+    _attempt_config: ClientConfig = PrivateAttr()
 
     def __init__(
         self,
@@ -122,7 +146,11 @@ class AIsaLLM(FunctionCallingLLM):
             http_async_client=async_http_client,
         )
         self.api_base = self._config.base_url
-        self.api_key = None  # the key lives only in the (secret) client config from here on
+        self.api_key = None
+        # With fallback models the runner is the one retry layer: the SDK's retries are switched off.
+        self._attempt_config = (
+            dataclasses.replace(self._config, max_retries=0) if self.fallback_models else self._config
+        )  # the key lives only in the (secret) client config from here on
 
     model_config = {"populate_by_name": True, "arbitrary_types_allowed": True}
 
@@ -158,15 +186,94 @@ class AIsaLLM(FunctionCallingLLM):
         request["messages"] = messages_to_openai(messages)
         return request
 
+    # -- fallback ---------------------------------------------------------------------------
+    def _runner(self) -> FallbackRunner:
+        catalog = default_catalog()
+        candidates = []
+        for model in [self.model, *self.fallback_models]:
+            info = catalog.info(model)
+            candidates.append(
+                Candidate(
+                    model=model,
+                    base_url=self._config.base_url,
+                    target=model,
+                    context_window=info.context_window,
+                    accepts_prefill=info.assistant_prefill is True,
+                )
+            )
+        return FallbackRunner(candidates, self.fallback_policy or FallbackPolicy())
+
+    def _attempt_request(self, request: dict[str, Any], cand: Candidate[str], prefill: str | None) -> dict[str, Any]:
+        attempt = {**request, "model": cand.model}
+        if prefill is not None:
+            attempt["messages"] = [*request["messages"], {"role": "assistant", "content": prefill}]
+        return attempt
+
+    def _fallback_chunks(self, request: dict[str, Any], report: FallbackReport) -> Iterator[Any]:
+        def open_stream(cand: Candidate[str], prefill: str | None) -> Iterator[Any]:
+            return stream_chat_completion(
+                self._attempt_config, self._attempt_request(request, cand, prefill), include_usage=True
+            )
+
+        return self._runner().stream(
+            open_stream,
+            is_content=_chunk_has_content,
+            text_of=_chunk_text,
+            cost_of=_chunk_cost,
+            mid_stream=self.mid_stream,
+            report=report,
+        )
+
+    def _afallback_chunks(self, request: dict[str, Any], report: FallbackReport) -> AsyncIterator[Any]:
+        def open_stream(cand: Candidate[str], prefill: str | None) -> AsyncIterator[Any]:
+            return astream_chat_completion(
+                self._attempt_config, self._attempt_request(request, cand, prefill), include_usage=True
+            )
+
+        return self._runner().astream(
+            open_stream,
+            is_content=_chunk_has_content,
+            text_of=_chunk_text,
+            cost_of=_chunk_cost,
+            mid_stream=self.mid_stream,
+            report=report,
+        )
+
+    @staticmethod
+    def _with_report(response: ChatResponse | None, report: FallbackReport) -> ChatResponse:
+        response = response or ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=""))
+        return ChatResponse(
+            message=response.message,
+            delta="",
+            raw=response.raw,
+            additional_kwargs={**response.additional_kwargs, "aisa": report.to_dict()},
+        )
+
+    # -- chat ------------------------------------------------------------------------------
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        completion = create_chat_completion(self._config, self._request(messages, kwargs))
-        return completion_to_response(completion)
+        request = self._request(messages, kwargs)
+        if not self.fallback_models:
+            return completion_to_response(create_chat_completion(self._config, request))
+        # Streamed under the hood: that is how a silent model is caught at first_token_timeout.
+        report = FallbackReport(requested_model=self.model)
+        accumulator = StreamAccumulator()
+        last = None
+        for chunk in self._fallback_chunks(request, report):
+            last = accumulator.add(chunk) or last
+        return self._with_report(last, report)
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        completion = await acreate_chat_completion(self._config, self._request(messages, kwargs))
-        return completion_to_response(completion)
+        request = self._request(messages, kwargs)
+        if not self.fallback_models:
+            return completion_to_response(await acreate_chat_completion(self._config, request))
+        report = FallbackReport(requested_model=self.model)
+        accumulator = StreamAccumulator()
+        last = None
+        async for chunk in self._afallback_chunks(request, report):
+            last = accumulator.add(chunk) or last
+        return self._with_report(last, report)
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
@@ -174,10 +281,20 @@ class AIsaLLM(FunctionCallingLLM):
 
         def gen() -> ChatResponseGen:
             accumulator = StreamAccumulator()
-            for chunk in stream_chat_completion(self._config, request, include_usage=self.stream_usage):
+            report = FallbackReport(requested_model=self.model)
+            chunks = (
+                self._fallback_chunks(request, report)
+                if self.fallback_models
+                else stream_chat_completion(self._config, request, include_usage=self.stream_usage)
+            )
+            last = None
+            for chunk in chunks:
                 response = accumulator.add(chunk)
                 if response is not None:
+                    last = response
                     yield response
+            if self.fallback_models:
+                yield self._with_report(last, report)
 
         return gen()
 
@@ -187,10 +304,20 @@ class AIsaLLM(FunctionCallingLLM):
 
         async def gen() -> ChatResponseAsyncGen:
             accumulator = StreamAccumulator()
-            async for chunk in astream_chat_completion(self._config, request, include_usage=self.stream_usage):
+            report = FallbackReport(requested_model=self.model)
+            chunks = (
+                self._afallback_chunks(request, report)
+                if self.fallback_models
+                else astream_chat_completion(self._config, request, include_usage=self.stream_usage)
+            )
+            last = None
+            async for chunk in chunks:
                 response = accumulator.add(chunk)
                 if response is not None:
+                    last = response
                     yield response
+            if self.fallback_models:
+                yield self._with_report(last, report)
 
         return gen()
 
