@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from aisa_integrations.core.client import clear_client_cache
+from aisa_integrations.core.fallback import breakers
 from aisa_integrations.testing import AIsaSimulator
 
 from ._cassettes import CassetteEnv, aisa_cassette
@@ -29,6 +30,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.delenv(name, raising=False)
     yield
     clear_client_cache()
+    breakers.reset()
 
 
 @pytest.fixture

@@ -119,6 +119,7 @@ class FallbackPolicy:
     fallback_on: frozenset[str] = DEFAULT_FALLBACK_ON
     rate_limit_retries: int = 1
     max_retry_after: float = 5.0
+    rate_limit_min_interval: float = 1.5
     backoff_initial: float = 0.5
     backoff_max: float = 4.0
     server_retries: int = 1
@@ -143,10 +144,10 @@ class FallbackPolicy:
             if retry_after is not None:
                 if retry_after > self.max_retry_after:
                     return None  # the server asks for longer than we will wait here: fail over
-                # Never hammer: a retry starts no sooner than 1.5 s after the first attempt.
-                return max(retry_after, 1.5)
+                # Never hammer: a retry waits at least rate_limit_min_interval (2 attempts in 1.5 s at most).
+                return max(retry_after, self.rate_limit_min_interval)
             backoff = min(self.backoff_initial * (2**retry_number), self.backoff_max)
-            return max(1.5, backoff * (1 + random.random()))
+            return max(self.rate_limit_min_interval, backoff * (1 + random.random()))
         if failure in ("server", "connection", "incomplete") and retry_number < self.server_retries:
             return min(self.backoff_initial * (2**retry_number), self.backoff_max) * random.uniform(0.1, 0.3)
         return None
