@@ -11,7 +11,6 @@ from langchain_core.callbacks import (
     CallbackManager,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import (
     BaseChatModel,
     LangSmithParams,
@@ -20,31 +19,18 @@ from langchain_core.language_models.chat_models import (
 )
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from ..core.catalog import default_catalog
 from ..core.errors import AIsaError
 from ..core.fallback import Candidate, FallbackPolicy, FallbackReport, FallbackRunner, breakers
-from ._convert import format_tool_choice, format_tools
+from ._delegating import DelegatingChatModel, child_callbacks
 from ._errors import as_langchain_error
-from .chat_model import AIsaChatModel, StructuredOutputMethod, _response_format, structured_output_runnable
+from .chat_model import AIsaChatModel
 
 __all__ = ["FallbackRunnable"]
 
 _POLICY_FIELDS = set(FallbackPolicy.__dataclass_fields__)
-
-
-def _child_callbacks(run_manager: Any, manager_cls: type) -> Any:
-    """Callbacks that make each attempt a child run of this runnable's run (LLM run managers lack
-    ``get_child``; this is what chain run managers do)."""
-    if run_manager is None:
-        return None
-    manager = manager_cls(handlers=[], parent_run_id=run_manager.run_id)
-    manager.set_handlers(run_manager.inheritable_handlers)
-    manager.add_tags(run_manager.inheritable_tags)
-    manager.add_metadata(run_manager.inheritable_metadata)
-    return manager
 
 
 def _is_content(chunk: ChatGenerationChunk) -> bool:
@@ -60,7 +46,7 @@ def _cost_of(chunk: ChatGenerationChunk) -> float | None:
     return chunk.message.response_metadata.get("cost")
 
 
-class FallbackRunnable(BaseChatModel):
+class FallbackRunnable(DelegatingChatModel):
     """Try AIsa models in order: "gpt-4.1, then claude-3-sonnet, then gemini-2.0-flash".
 
     A chat model in its own right (LCEL, ``create_agent``, ``bind_tools``, structured output). The
@@ -187,7 +173,7 @@ class FallbackRunnable(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         report = FallbackReport(requested_model=self.model_name)
-        callbacks = _child_callbacks(run_manager, CallbackManager)
+        callbacks = child_callbacks(run_manager, CallbackManager)
 
         def open_stream(cand: Candidate[BaseChatModel], prefill: str | None) -> Iterator[ChatGenerationChunk]:
             prompt = messages if prefill is None else [*messages, AIMessage(prefill)]
@@ -219,7 +205,7 @@ class FallbackRunnable(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         report = FallbackReport(requested_model=self.model_name)
-        callbacks = _child_callbacks(run_manager, AsyncCallbackManager)
+        callbacks = child_callbacks(run_manager, AsyncCallbackManager)
 
         async def open_stream(
             cand: Candidate[BaseChatModel], prefill: str | None
@@ -263,50 +249,3 @@ class FallbackRunnable(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
-
-    # -- binding ---------------------------------------------------------------------------
-    def bind_tools(
-        self,
-        tools: Sequence[Any],
-        *,
-        tool_choice: Any = None,
-        parallel_tool_calls: bool | None = None,
-        strict: bool | None = None,
-        response_format: Any = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind tools for every member (formatted and checked once, before anything is sent)."""
-        try:
-            formatted = format_tools(tools, strict=strict)
-            if tool_choice is not None and formatted:
-                kwargs["tool_choice"] = format_tool_choice(tool_choice, formatted)
-        except AIsaError as exc:
-            raise as_langchain_error(exc) from None
-        if formatted:
-            kwargs["tools"] = formatted
-        if parallel_tool_calls is not None:
-            kwargs["parallel_tool_calls"] = parallel_tool_calls
-        if response_format is not None:
-            kwargs["response_format"] = _response_format(response_format, strict)
-        return self.bind(**kwargs)
-
-    def with_structured_output(
-        self,
-        schema: dict[str, Any] | type | None = None,
-        *,
-        method: StructuredOutputMethod = "function_calling",
-        include_raw: bool = False,
-        strict: bool | None = None,
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
-        """Structured output with fallback: every member gets the same schema binding."""
-        if kwargs:
-            raise AIsaError(f"Unknown arguments to with_structured_output: {sorted(kwargs)}")
-        return structured_output_runnable(
-            self,
-            schema,
-            method=method,
-            include_raw=include_raw,
-            strict=strict,
-            model_info=default_catalog().info(self.model_name),
-        )

@@ -21,6 +21,7 @@ from llama_index.core.base.llms.types import (
     CompletionResponse,
     CompletionResponseAsyncGen,
     CompletionResponseGen,
+    ImageBlock,
     LLMMetadata,
     MessageRole,
     ToolCallBlock,
@@ -42,6 +43,7 @@ from ..core.chat import (
 from ..core.config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientConfig
 from ..core.errors import InvalidRequestError
 from ..core.fallback import Candidate, FallbackPolicy, FallbackReport, FallbackRunner
+from ..core.routing import Requirements, RouteDecision, TaskRouter, estimate_tokens
 from ..core.usage import parse_usage
 from ._convert import (
     StreamAccumulator,
@@ -120,12 +122,18 @@ class AIsaLLM(FunctionCallingLLM):
         default_factory=list, description="Models to fail over to, in order (policy: core.fallback)."
     )
     fallback_policy: FallbackPolicy | None = Field(default=None, exclude=True, description="Fallback policy.")
+    routes: dict[str, Any] | None = Field(
+        default=None,
+        description="Route by task (core.routing): task -> model id, list of ids (fallback) or Cheapest(...).",
+    )
+    classifier: Any = Field(default=None, exclude=True, description="Custom task classifier for routing.")
     mid_stream: Literal["raise", "continue"] = Field(
         default="raise", description="After content was streamed: raise, or continue on a prefill-capable model."
     )
 
     _config: ClientConfig = PrivateAttr()
     _attempt_config: ClientConfig = PrivateAttr()
+    _router: TaskRouter | None = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -147,9 +155,13 @@ class AIsaLLM(FunctionCallingLLM):
         )
         self.api_base = self._config.base_url
         self.api_key = None
-        # With fallback models the runner is the one retry layer: the SDK's retries are switched off.
+        if self.routes is not None or self.classifier is not None:
+            self._router = TaskRouter(self.routes, classifier=self.classifier)
+        # With fallback the runner is the one retry layer: the SDK's retries are switched off.
         self._attempt_config = (
-            dataclasses.replace(self._config, max_retries=0) if self.fallback_models else self._config
+            dataclasses.replace(self._config, max_retries=0)
+            if self.fallback_models or self._router is not None
+            else self._config
         )  # the key lives only in the (secret) client config from here on
 
     model_config = {"populate_by_name": True, "arbitrary_types_allowed": True}
@@ -176,6 +188,7 @@ class AIsaLLM(FunctionCallingLLM):
 
     # -- requests --------------------------------------------------------------------------
     def _request(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> dict[str, Any]:
+        task = kwargs.pop("task", None)
         request: dict[str, Any] = {
             "model": self.model,
             "temperature": self.temperature,
@@ -184,13 +197,46 @@ class AIsaLLM(FunctionCallingLLM):
             **kwargs,
         }
         request["messages"] = messages_to_openai(messages)
+        if self._router is not None:
+            decision = self._route(messages, request, task)
+            request["model"] = decision.model
+            request["_aisa_route"] = decision
         return request
 
+    def _route(self, messages: Sequence[ChatMessage], request: dict[str, Any], task: str | None) -> RouteDecision:
+        assert self._router is not None
+        images = sum(1 for m in messages for b in m.blocks if isinstance(b, ImageBlock))
+        text = next((m.content or "" for m in reversed(messages) if m.role == MessageRole.USER), "")
+        response_format = request.get("response_format")
+        needs = Requirements(
+            vision=images > 0,
+            tools=bool(request.get("tools")),
+            json_schema=isinstance(response_format, dict) and response_format.get("type") == "json_schema",
+            prompt_tokens=estimate_tokens(request["messages"]),
+        )
+        return self._router.decide(text, needs=needs, images=images, task=task)
+
+    def decide(self, messages: Sequence[ChatMessage], **kwargs: Any) -> RouteDecision:
+        """Where a request would be routed, and why, without sending it."""
+        if self._router is None:
+            raise InvalidRequestError("This AIsaLLM has no routes; pass routes={...} to route by task.")
+        request = self._request(messages, dict(kwargs))
+        return request["_aisa_route"]
+
+    def _fallback_models(self, request: dict[str, Any]) -> list[str]:
+        """The models this request may be served by, in order ([] for a single plain call)."""
+        decision = request.get("_aisa_route")
+        if decision is not None and isinstance(decision.target, list):
+            return [m for m in decision.target if isinstance(m, str)]
+        if decision is not None:
+            return [decision.model]
+        return [self.model, *self.fallback_models] if self.fallback_models else []
+
     # -- fallback ---------------------------------------------------------------------------
-    def _runner(self) -> FallbackRunner:
+    def _runner(self, models: list[str]) -> FallbackRunner:
         catalog = default_catalog()
         candidates = []
-        for model in [self.model, *self.fallback_models]:
+        for model in models:
             info = catalog.info(model)
             candidates.append(
                 Candidate(
@@ -204,7 +250,8 @@ class AIsaLLM(FunctionCallingLLM):
         return FallbackRunner(candidates, self.fallback_policy or FallbackPolicy())
 
     def _attempt_request(self, request: dict[str, Any], cand: Candidate[str], prefill: str | None) -> dict[str, Any]:
-        attempt = {**request, "model": cand.model}
+        attempt = {k: v for k, v in request.items() if k != "_aisa_route"}
+        attempt["model"] = cand.model
         if prefill is not None:
             attempt["messages"] = [*request["messages"], {"role": "assistant", "content": prefill}]
         return attempt
@@ -215,7 +262,7 @@ class AIsaLLM(FunctionCallingLLM):
                 self._attempt_config, self._attempt_request(request, cand, prefill), include_usage=True
             )
 
-        return self._runner().stream(
+        return self._runner(self._fallback_models(request)).stream(
             open_stream,
             is_content=_chunk_has_content,
             text_of=_chunk_text,
@@ -230,7 +277,7 @@ class AIsaLLM(FunctionCallingLLM):
                 self._attempt_config, self._attempt_request(request, cand, prefill), include_usage=True
             )
 
-        return self._runner().astream(
+        return self._runner(self._fallback_models(request)).astream(
             open_stream,
             is_content=_chunk_has_content,
             text_of=_chunk_text,
@@ -240,20 +287,23 @@ class AIsaLLM(FunctionCallingLLM):
         )
 
     @staticmethod
-    def _with_report(response: ChatResponse | None, report: FallbackReport) -> ChatResponse:
+    def _with_report(response: ChatResponse | None, report: FallbackReport, request: dict[str, Any]) -> ChatResponse:
         response = response or ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=""))
+        extra: dict[str, Any] = {"aisa": report.to_dict()}
+        if request.get("_aisa_route") is not None:
+            extra["aisa_route"] = request["_aisa_route"].to_dict()
         return ChatResponse(
             message=response.message,
             delta="",
             raw=response.raw,
-            additional_kwargs={**response.additional_kwargs, "aisa": report.to_dict()},
+            additional_kwargs={**response.additional_kwargs, **extra},
         )
 
     # -- chat ------------------------------------------------------------------------------
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         request = self._request(messages, kwargs)
-        if not self.fallback_models:
+        if not self._fallback_models(request):
             return completion_to_response(create_chat_completion(self._config, request))
         # Streamed under the hood: that is how a silent model is caught at first_token_timeout.
         report = FallbackReport(requested_model=self.model)
@@ -261,19 +311,19 @@ class AIsaLLM(FunctionCallingLLM):
         last = None
         for chunk in self._fallback_chunks(request, report):
             last = accumulator.add(chunk) or last
-        return self._with_report(last, report)
+        return self._with_report(last, report, request)
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         request = self._request(messages, kwargs)
-        if not self.fallback_models:
+        if not self._fallback_models(request):
             return completion_to_response(await acreate_chat_completion(self._config, request))
         report = FallbackReport(requested_model=self.model)
         accumulator = StreamAccumulator()
         last = None
         async for chunk in self._afallback_chunks(request, report):
             last = accumulator.add(chunk) or last
-        return self._with_report(last, report)
+        return self._with_report(last, report, request)
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
@@ -282,9 +332,10 @@ class AIsaLLM(FunctionCallingLLM):
         def gen() -> ChatResponseGen:
             accumulator = StreamAccumulator()
             report = FallbackReport(requested_model=self.model)
+            planned = bool(self._fallback_models(request))
             chunks = (
                 self._fallback_chunks(request, report)
-                if self.fallback_models
+                if planned
                 else stream_chat_completion(self._config, request, include_usage=self.stream_usage)
             )
             last = None
@@ -293,8 +344,8 @@ class AIsaLLM(FunctionCallingLLM):
                 if response is not None:
                     last = response
                     yield response
-            if self.fallback_models:
-                yield self._with_report(last, report)
+            if planned:
+                yield self._with_report(last, report, request)
 
         return gen()
 
@@ -305,9 +356,10 @@ class AIsaLLM(FunctionCallingLLM):
         async def gen() -> ChatResponseAsyncGen:
             accumulator = StreamAccumulator()
             report = FallbackReport(requested_model=self.model)
+            planned = bool(self._fallback_models(request))
             chunks = (
                 self._afallback_chunks(request, report)
-                if self.fallback_models
+                if planned
                 else astream_chat_completion(self._config, request, include_usage=self.stream_usage)
             )
             last = None
@@ -316,8 +368,8 @@ class AIsaLLM(FunctionCallingLLM):
                 if response is not None:
                     last = response
                     yield response
-            if self.fallback_models:
-                yield self._with_report(last, report)
+            if planned:
+                yield self._with_report(last, report, request)
 
         return gen()
 
