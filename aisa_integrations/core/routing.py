@@ -72,13 +72,14 @@ _SYNTAX = re.compile(
     r"\bdef \w+\(|\bfunction\s*\w*\s*\(|=>|#include\s*<|\bpublic (?:static )?(?:void|class)\b|"
     r"\bconsole\.log\(|\bprint\(|\bimport [\w.]+|\bfrom [\w.]+ import\b|\bSELECT\b.+\bFROM\b|"
     r"\bfn \w+\(|\bfunc \w+\(|\bclass \w+[:({]|;\s*$|\b(?:var|let|const) \w+ =|</?\w+[^>]*>|"
-    r"\bfor \w+ in \w+|\.\w+\(.*\)|\w+\[\w*\]\s*=|\binterface \w+ \{|\bgit (?:commit|rebase|merge|push)\b",
+    r"\bfor \w+ in \w+|\.\w+\(.*\)|\b\w+ = \w+\(|;\s*\w+\s*=|\w+\[\w*\]\s*=|\binterface \w+ \{|"
+    r"\bgit (?:commit|rebase|merge|push)\b",
     re.M | re.I,
 )
 _SYNTAX_HINTS = ("(", "=", ";", "<", "{", "[", "import", "SELECT", "select ", "git ")
 _TOKEN = re.compile(r"[a-z0-9+#]+(?:[.'-][a-z0-9+#]+)*")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
-_OPERATOR = re.compile(r"\d\s*[-+*/^×÷=<>]\s*\(?\d|\d\s*%|\bx\s*[-+*/^=]|\^\d|∫|√|∑|divided by|times\b", re.I)  # noqa: RUF001
+_OPERATOR = re.compile(r"\d\s*[-+*/^×÷=<>]\s*\(?\d|\d\s*%|\d\s*x\b|\bx\s*[-+*/^]|\^\d|∫|√|∑|divided by|times\b", re.I)  # noqa: RUF001
 _QUESTION = re.compile(r"\?\s*$|^(?:what|who|when|where|which|is|are|can|does|do|how|define|name)\b", re.I)
 
 # Keyword vocabularies: one tokenisation and set look-ups keep a decision in a few microseconds.

@@ -15,10 +15,10 @@ from langchain_core.callbacks import (
 from langchain_core.language_models.chat_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from pydantic import ConfigDict, PrivateAttr
 
-from ..core.errors import AIsaError
+from ..core.errors import AIsaError, InvalidRequestError
 from ..core.routing import Requirements, RouteDecision, TaskRouter
 from ._delegating import DelegatingChatModel, child_callbacks
 from ._errors import as_langchain_error
@@ -268,7 +268,8 @@ class TaskRouterRunnable(DelegatingChatModel):
         callbacks = child_callbacks(run_manager, CallbackManager)
         self._record(callbacks, decision, _images_and_text(messages)[1])
         config: RunnableConfig = {"callbacks": callbacks}
-        message = _as_message(self._target(decision).invoke(messages, config, stop=stop, **kwargs))
+        target = self._target(decision)
+        message = _as_message(target.invoke(messages, config, **_call_kwargs(target, stop, kwargs)))
         message.response_metadata = {**message.response_metadata, "aisa_route": decision.to_dict()}
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -284,7 +285,8 @@ class TaskRouterRunnable(DelegatingChatModel):
         callbacks = child_callbacks(run_manager, AsyncCallbackManager)
         await self._arecord(callbacks, decision, _images_and_text(messages)[1])
         config: RunnableConfig = {"callbacks": callbacks}
-        message = _as_message(await self._target(decision).ainvoke(messages, config, stop=stop, **kwargs))
+        target = self._target(decision)
+        message = _as_message(await target.ainvoke(messages, config, **_call_kwargs(target, stop, kwargs)))
         message.response_metadata = {**message.response_metadata, "aisa_route": decision.to_dict()}
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -299,7 +301,8 @@ class TaskRouterRunnable(DelegatingChatModel):
         decision = self.decide(messages, task=task, **kwargs)
         callbacks = child_callbacks(run_manager, CallbackManager)
         self._record(callbacks, decision, _images_and_text(messages)[1])
-        for value in self._target(decision).stream(messages, {"callbacks": callbacks}, stop=stop, **kwargs):
+        target = self._target(decision)
+        for value in target.stream(messages, {"callbacks": callbacks}, **_call_kwargs(target, stop, kwargs)):
             generation = ChatGenerationChunk(message=_as_chunk(value))
             if run_manager is not None and generation.text:
                 run_manager.on_llm_new_token(generation.text, chunk=generation)
@@ -319,7 +322,8 @@ class TaskRouterRunnable(DelegatingChatModel):
         decision = self.decide(messages, task=task, **kwargs)
         callbacks = child_callbacks(run_manager, AsyncCallbackManager)
         await self._arecord(callbacks, decision, _images_and_text(messages)[1])
-        async for value in self._target(decision).astream(messages, {"callbacks": callbacks}, stop=stop, **kwargs):
+        target = self._target(decision)
+        async for value in target.astream(messages, {"callbacks": callbacks}, **_call_kwargs(target, stop, kwargs)):
             generation = ChatGenerationChunk(message=_as_chunk(value))
             if run_manager is not None and generation.text:
                 await run_manager.on_llm_new_token(generation.text, chunk=generation)
@@ -327,6 +331,19 @@ class TaskRouterRunnable(DelegatingChatModel):
         yield ChatGenerationChunk(
             message=AIMessageChunk(content="", response_metadata={"aisa_route": decision.to_dict()})
         )
+
+
+def _call_kwargs(target: Any, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Call options for a route target: chat models take them; a plain Runnable cannot."""
+    if isinstance(target, BaseChatModel | RunnableBinding):
+        return {"stop": stop, **kwargs}
+    dropped = sorted(k for k, v in kwargs.items() if v is not None)
+    if dropped or stop:
+        raise InvalidRequestError(
+            f"The route for this request is a plain Runnable, which cannot take {dropped or ['stop']}; "
+            "route tool or structured-output requests to a chat model."
+        )
+    return {}
 
 
 def _model_of(target: Any) -> str | None:
