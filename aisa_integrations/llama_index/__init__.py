@@ -1,5 +1,6 @@
-"""LlamaIndex integration: ``AIsaLLM`` (install with ``pip install "aisa-integrations[llama-index]"``)."""
+"""LlamaIndex integration (install with ``pip install "aisa-integrations[llama-index]"``)."""
 
+from .callbacks import AIsaCostHandler
 from .llm import AIsaLLM
 
-__all__ = ["AIsaLLM"]
+__all__ = ["AIsaCostHandler", "AIsaLLM"]

@@ -339,17 +339,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(402, "insufficient_credits", "Insufficient credits. Add credits to continue.")
             return
         entry.status = 200
-        if body.get("stream"):
-            entry.stream = True
-            self._stream(body, reply, entry, fault)
-        else:
-            payload = sim._completion(body, reply, entry)
-            if fault and fault.malformed_body:
-                self._send(200, payload[: max(1, len(payload) // 2)])
+        # An answer is billed only once it is fully delivered: a cut, malformed or abandoned response never
+        # reaches the client's usage, so it is refunded (as the request log's billed_cost shows).
+        try:
+            if body.get("stream"):
+                entry.stream = True
+                delivered = self._stream(body, reply, entry, fault)
             else:
-                self._send(200, payload)
+                payload = sim._completion(body, reply, entry)
+                delivered = not (fault and fault.malformed_body)
+                self._send(200, payload if delivered else payload[: max(1, len(payload) // 2)])
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            sim._refund(entry)
+            raise
+        if not delivered:
+            sim._refund(entry)
 
-    def _stream(self, body: Mapping[str, Any], reply: ScriptedReply, entry: LoggedRequest, fault: Fault | None) -> None:
+    def _stream(self, body: Mapping[str, Any], reply: ScriptedReply, entry: LoggedRequest, fault: Fault | None) -> bool:
+        """Write the SSE answer; False if it was deliberately not delivered whole."""
         sim = self.server.sim
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -364,7 +371,7 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None:
                 if fault.drop_after is not None and index >= fault.drop_after:
                     self._hang_up()
-                    return
+                    return False
                 if fault.stall_after is not None and index == fault.stall_after:
                     self.wfile.flush()
                     sim._sleep(fault.stall_for)
@@ -380,6 +387,7 @@ class _Handler(BaseHTTPRequestHandler):
             write(b"%x\r\n%s\r\n" % (len(done), done))
         write(b"0\r\n\r\n")
         self.wfile.flush()
+        return not (fault and fault.malformed_at is not None and fault.malformed_at < len(events))
 
 
 _DEFAULT_CODES = {
@@ -678,6 +686,12 @@ class AIsaSimulator:
         entry.billed_cost = cost
         entry.usage = usage
         return True
+
+    def _refund(self, entry: LoggedRequest) -> None:
+        with self._lock:
+            if entry.billed_cost:
+                self.credits = round(self.credits + entry.billed_cost, 8)
+            entry.billed_cost = None
 
     def _with_call_ids(self, reply: ScriptedReply) -> ScriptedReply:
         for call in reply.tool_calls:

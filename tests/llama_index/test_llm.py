@@ -182,11 +182,15 @@ def test_instrumentation_events_fire(llm):
     dispatcher.add_event_handler(handler)
     try:
         llm.chat([ChatMessage(role="user", content="hi")])
+        chat_events = list(seen)
+        seen.clear()
         list(llm.stream_complete("hi"))
     finally:
         dispatcher.event_handlers.remove(handler)
-    assert "LLMChatStartEvent" in seen and "LLMChatEndEvent" in seen
-    assert "LLMCompletionStartEvent" in seen and "LLMChatInProgressEvent" in seen
+    assert chat_events == ["LLMChatStartEvent", "LLMChatEndEvent"]
+    assert seen[0] == "LLMCompletionStartEvent" and seen[-1] == "LLMCompletionEndEvent"
+    assert "LLMCompletionInProgressEvent" in seen
+    assert not any(e.startswith("LLMChat") for e in seen)  # one call, one event path: nothing counted twice
 
 
 # -- blocks ----------------------------------------------------------------------------------
