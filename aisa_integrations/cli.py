@@ -1,21 +1,254 @@
-"""The ``aisa`` command: a tour (``aisa demo``) and the local simulator (``aisa simulate``).
+"""The ``aisa`` command: chat, vision, models, compare, route, simulate and the demo tour.
 
-Errors print one line that says what to do and exit non-zero; the key never appears in output.
+Every command has ``--json``. Errors print one line saying what to do and exit non-zero, with a
+code per class (see ``EXIT_CODES``); the key never appears in output.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
+import mimetypes
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ._version import __version__
+
+#: Exit status per error class (argparse itself uses 2 for usage errors).
+EXIT_CODES = {
+    "ConfigurationError": 3,  # no AISA_API_KEY, bad base URL
+    "AuthenticationError": 4,
+    "InsufficientCreditsError": 5,
+    "ModelNotFoundError": 6,
+    "RateLimitError": 7,
+    "InvalidRequestError": 8,  # bad input caught before sending...
+    "BadRequestError": 8,  # ...or refused by the gateway (400, content policy, context length)
+    "PermissionDeniedError": 8,
+    "AIsaAPIError": 9,  # server, connection, timeout, stream failures
+}
+
+
+def _exit_code(exc: BaseException) -> int:
+    for cls in type(exc).__mro__:
+        if cls.__name__ in EXIT_CODES:
+            return EXIT_CODES[cls.__name__]
+    return 1
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(out)
+
+
+def _config() -> Any:
+    from .core.config import ClientConfig
+
+    return ClientConfig.resolve()
+
+
+# -- chat and vision ---------------------------------------------------------------------------
+
+
+def _run_chat(args: argparse.Namespace, messages: list[dict[str, Any]]) -> int:
+    from .core import create_chat_completion, parse_usage, stream_chat_completion
+
+    config = _config()
+    params: dict[str, Any] = {
+        "model": args.model,
+        "messages": messages,
+        "temperature": args.temperature,
+        "max_tokens": args.max_tokens,
+    }
+    if args.stream:
+        parts: list[str] = []
+        usage = None
+        finish = None
+        served = args.model
+        for chunk in stream_chat_completion(config, params):
+            served = chunk.model or served
+            for choice in chunk.choices:
+                if choice.delta is not None and choice.delta.content:
+                    parts.append(choice.delta.content)
+                    if not args.json:
+                        sys.stdout.write(choice.delta.content)
+                        sys.stdout.flush()
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+            if chunk.usage is not None:
+                usage = parse_usage(chunk.usage)
+        content, request_id = "".join(parts), None
+        if not args.json:
+            print()
+    else:
+        completion = create_chat_completion(config, params)
+        choice = completion.choices[0]
+        content, finish, served = choice.message.content or "", choice.finish_reason, completion.model
+        usage = parse_usage(completion.usage)
+        request_id = getattr(completion, "_request_id", None)
+        if not args.json:
+            print(content)
+    if args.json:
+        _print_json(
+            {
+                "model": served,
+                "content": content,
+                "finish_reason": finish,
+                "streamed": bool(args.stream),
+                "usage": usage.to_dict() if usage else None,
+                "request_id": request_id,
+            }
+        )
+    elif usage is not None:
+        cost = f", ${usage.cost:.6f}" if usage.cost is not None else ""
+        print(f"[{served}: {usage.total_tokens} tokens{cost}]", file=sys.stderr)
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from .core.errors import InvalidRequestError
+
+    if args.messages:
+        try:
+            messages = json.loads(args.messages)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequestError(f"--messages is not valid JSON: {exc}") from None
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
+            raise InvalidRequestError('--messages must be a JSON list of {"role": ..., "content": ...} objects.')
+    elif args.message is not None:
+        messages = [{"role": "user", "content": args.message}]
+    else:
+        raise InvalidRequestError("Give --message TEXT or --messages JSON.")
+    if args.system:
+        messages = [{"role": "system", "content": args.system}, *messages]
+    return _run_chat(args, messages)
+
+
+def _image_url(image: str) -> str:
+    from .core.errors import InvalidRequestError
+
+    if image.startswith(("http://", "https://", "data:image/")):
+        return image
+    if not os.path.isfile(image):
+        raise InvalidRequestError(f"--image {image!r} is neither an http(s) URL nor a readable file.")
+    mimetype = mimetypes.guess_type(image)[0] or "image/png"
+    if not mimetype.startswith("image/"):
+        raise InvalidRequestError(f"--image {image!r} does not look like an image ({mimetype}).")
+    with open(image, "rb") as handle:
+        return f"data:{mimetype};base64,{base64.b64encode(handle.read()).decode()}"
+
+
+def _vision(args: argparse.Namespace) -> int:
+    content = [
+        {"type": "text", "text": args.prompt},
+        {"type": "image_url", "image_url": {"url": _image_url(args.image)}},
+    ]
+    args.temperature = args.max_tokens = None
+    args.stream = False
+    return _run_chat(args, [{"role": "user", "content": content}])
+
+
+# -- models, compare, route ----------------------------------------------------------------------
+
+
+def _price(info: Any) -> str:
+    if info.input_per_1k is None:
+        return "?"
+    return f"${info.input_per_1k:g}/${info.output_per_1k:g}"
+
+
+def _flag(value: bool | None) -> str:
+    return {True: "yes", False: "no", None: "?"}[value]
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .core.models import list_models
+
+    infos = list_models(_config(), family=args.family)
+    if args.json:
+        _print_json([i.model_dump() for i in infos])
+        return 0
+    rows = [
+        [
+            i.id,
+            i.family,
+            f"{i.context_window:,}" if i.context_window else "?",
+            _flag(i.vision),
+            _flag(i.tools),
+            _price(i),
+        ]
+        for i in infos
+    ]
+    print(_table(rows, ["id", "family", "context", "vision", "tools", "price in/out per 1K"]))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .core.models import compare_models
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not args.json:
+        print(f"Asking {len(models)} models at once: {', '.join(models)}", file=sys.stderr)
+
+    def progress(result: Any) -> None:
+        if not args.json:
+            mark = "done" if result.ok else "failed"
+            print(f"  {mark}: {result.model} ({result.latency_s:.2f} s)", file=sys.stderr)
+
+    results = compare_models(models, args.message, system=args.system, config=_config(), on_done=progress)
+    if args.json:
+        _print_json({m: r.to_dict() for m, r in results.items()})
+        return 0 if any(r.ok for r in results.values()) else 1
+    rows = []
+    for r in results.values():
+        if r.ok:
+            rows.append(
+                [
+                    r.model,
+                    f"{r.latency_s:.2f} s",
+                    f"{r.ttft_s:.2f} s" if r.ttft_s is not None else "-",
+                    str(r.total_tokens or "-"),
+                    f"${r.cost:.6f}" if r.cost is not None else "-",
+                    (r.response or "").replace("\n", " ")[:60],
+                ]
+            )
+        else:
+            rows.append([r.model, f"{r.latency_s:.2f} s", "-", "-", "-", f"ERROR {r.error_type}"])
+    print(_table(rows, ["model", "latency", "first token", "tokens", "cost", "reply"]))
+    return 0 if any(r.ok for r in results.values()) else 1
+
+
+def _route(args: argparse.Namespace) -> int:
+    from .core.routing import Requirements, TaskRouter, estimate_tokens
+
+    messages = [{"role": "user", "content": args.message}]
+    needs = Requirements(vision=bool(args.image), tools=args.tools, prompt_tokens=estimate_tokens(messages))
+    decision = TaskRouter().decide(args.message, needs=needs, images=len(args.image or []), task=args.task)
+    if args.json:
+        _print_json(decision.to_dict())
+        return 0
+    print(f"task:       {decision.task} (confidence {decision.confidence:.2f})")
+    print(f"model:      {decision.model}")
+    print(f"why:        {decision.reason}")
+    print(f"candidates: {', '.join(decision.candidates)}")
+    for skip in decision.skipped:
+        print(f"skipped:    {skip['model']}: {skip['why']}")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
 
-    return run_demo(model=args.model, stream_model=args.stream_model)
+    return run_demo(model=args.model, stream_model=args.stream_model, as_json=args.json)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -25,32 +258,73 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aisa", description="The AIsa LLM gateway from the command line.")
+    parser = argparse.ArgumentParser(
+        prog="aisa",
+        description="The AIsa LLM gateway from the command line. Configure with AISA_API_KEY (and AISA_BASE_URL).",
+    )
     parser.add_argument("--version", action="version", version=f"aisa-integrations {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="a short tour; offline against the local simulator unless AISA_API_KEY is set")
-    demo.add_argument("--model", default="gpt-4.1")
-    demo.add_argument("--stream-model", default="claude-3-sonnet")
-    demo.set_defaults(func=_demo)
+    def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        return p
+
+    chat = common(sub.add_parser("chat", help="one chat completion"))
+    chat.add_argument("--model", default="gpt-4.1")
+    chat.add_argument("--system")
+    chat.add_argument("--message")
+    chat.add_argument("--messages", help='a JSON list, e.g. [{"role":"user","content":"Hi"}]')
+    chat.add_argument("--stream", action="store_true")
+    chat.add_argument("--temperature", type=float)
+    chat.add_argument("--max-tokens", type=int)
+    chat.set_defaults(func=_chat)
+
+    vision = common(sub.add_parser("vision", help="ask about an image (URL or local file)"))
+    vision.add_argument("--model", default="gpt-4o")
+    vision.add_argument("--image", required=True)
+    vision.add_argument("--prompt", default="Describe this image.")
+    vision.set_defaults(func=_vision)
+
+    models = common(sub.add_parser("models", help="the models the gateway serves, with catalog details"))
+    models.add_argument("--family", choices=["gpt", "claude", "gemini", "qwen", "deepseek", "grok", "unknown"])
+    models.set_defaults(func=_models)
+
+    compare = common(sub.add_parser("compare", help="the same prompt on several models at once"))
+    compare.add_argument("--models", required=True, help="comma-separated ids, e.g. gpt-4.1,claude-3-sonnet")
+    compare.add_argument("--message", required=True)
+    compare.add_argument("--system")
+    compare.set_defaults(func=_compare)
+
+    route = common(sub.add_parser("route", help="show the task, the chosen model and why, without sending"))
+    route.add_argument("--message", required=True)
+    route.add_argument("--image", action="append", help="the request carries this image (repeatable)")
+    route.add_argument("--tools", action="store_true", help="the request binds tools")
+    route.add_argument("--task", help="force a task instead of classifying")
+    route.set_defaults(func=_route)
 
     from .testing.__main__ import build_parser as simulator_parser
 
-    simulate = sub.add_parser("simulate", help="run the local AIsa simulator on 127.0.0.1")
+    simulate = common(sub.add_parser("simulate", help="run the local AIsa simulator on 127.0.0.1"))
     simulator_parser(simulate)
     simulate.set_defaults(func=_simulate)
+
+    demo = common(sub.add_parser("demo", help="the tour; offline against the simulator unless AISA_API_KEY is set"))
+    demo.add_argument("--model", default="gpt-4.1")
+    demo.add_argument("--stream-model", default="claude-3-sonnet")
+    demo.set_defaults(func=_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .core.errors import AIsaError
+    from .core.errors import AIsaError, redact
 
     try:
         return int(args.func(args) or 0)
     except AIsaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        message = " ".join(redact(str(exc), os.environ.get("AISA_API_KEY")).split())
+        print(f"error: {message}", file=sys.stderr)
+        return _exit_code(exc)
     except KeyboardInterrupt:
         return 130
 

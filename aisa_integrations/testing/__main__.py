@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from .simulator import SIMULATOR_KEY, AIsaSimulator
@@ -25,10 +26,13 @@ def run(args: argparse.Namespace) -> int:
         latency=args.latency,
         credits=args.credits,
     ).start()
-    print(f"AIsa simulator listening on {sim.base_url} (scripted replies, not a model)", flush=True)
-    print(f"  export AISA_BASE_URL={sim.base_url}", flush=True)
-    print(f"  export AISA_API_KEY={sim.api_key or 'anything'}", flush=True)
-    print("  faults: POST /_simulator/faults {model, status, retry_after, delay, drop_after, ...}", flush=True)
+    if getattr(args, "json", False):
+        print(json.dumps({"base_url": sim.base_url, "api_key": sim.api_key or "anything"}), flush=True)
+    else:
+        print(f"AIsa simulator listening on {sim.base_url} (scripted replies, not a model)", flush=True)
+        print(f"  export AISA_BASE_URL={sim.base_url}", flush=True)
+        print(f"  export AISA_API_KEY={sim.api_key or 'anything'}", flush=True)
+        print("  faults: POST /_simulator/faults {model, status, retry_after, delay, drop_after, ...}", flush=True)
     sim.serve_forever()
     return 0
 

@@ -1,44 +1,154 @@
-"""The `aisa` command, run as a user would: a subprocess against the local simulator."""
+"""The `aisa` command, run as a user would: a subprocess against the simulator."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
+import pytest
+
+from aisa_integrations.testing import Fault
+from tests._media import png_bytes
+
 AISA = [sys.executable, "-m", "aisa_integrations.cli"]
 
 
-def run(*args, env=None, timeout=60):
+def run(*args, sim=None, env=None, timeout=60):
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AISA_", "OPENAI_"))}
+    if sim is not None:
+        base.update(AISA_BASE_URL=sim.base_url, AISA_API_KEY=sim.api_key)
     return subprocess.run([*AISA, *args], capture_output=True, text=True, timeout=timeout, env={**base, **(env or {})})
 
 
-def test_demo_runs_offline_and_says_so():
-    result = run("demo")
+def test_chat_plain_and_json(sim):
+    result = run("chat", "--model", "qwen-max", "--system", "Be brief", "--message", "Hello there", sim=sim)
     assert result.returncode == 0, result.stderr
-    assert "offline simulator" in result.stdout and "replies are scripted" in result.stdout
-    assert "1. Chat with gpt-4.1" in result.stdout and "2. Streaming from claude-3-sonnet" in result.stdout
-    assert "cost $" in result.stdout
+    assert "Hello there" in result.stdout and "[qwen-max:" in result.stderr
+    body = sim.chat_requests()[-1].body
+    assert body["messages"][0] == {"role": "system", "content": "Be brief"}
+    data = json.loads(
+        run("chat", "--message", "hi", "--temperature", "0.3", "--max-tokens", "50", "--json", sim=sim).stdout
+    )
+    assert data["model"] == "gpt-4.1" and data["usage"]["cost"] > 0 and data["finish_reason"] == "stop"
+    assert sim.chat_requests()[-1].body["temperature"] == 0.3
 
 
-def test_demo_error_is_one_clear_line_and_non_zero():
-    result = run("demo", "--model", "gpt4o")
-    assert result.returncode == 1
-    assert result.stderr.count("\n") == 1 and "Did you mean 'gpt-4o'" in result.stderr
+def test_chat_stream_and_multi_turn(sim):
+    streamed = run("chat", "--model", "gpt-4o", "--message", "Tell me a story", "--stream", sim=sim)
+    assert streamed.returncode == 0 and "Tell me a story" in streamed.stdout
+    assert sim.chat_requests()[-1].stream
+    turns = '[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello!"},{"role":"user","content":"How?"}]'
+    data = json.loads(run("chat", "--messages", turns, "--stream", "--json", sim=sim).stdout)
+    assert data["streamed"] and "How?" in data["content"] and data["usage"]["total_tokens"] > 0
+    assert len(sim.chat_requests()[-1].body["messages"]) == 3
 
 
-def test_simulate_serves_until_stopped():
-    proc = subprocess.Popen([*AISA, "simulate", "--port", "0"], stdout=subprocess.PIPE, text=True)
+def test_vision_url_and_local_file(sim, tmp_path):
+    assert "I see 1 image" in run("vision", "--image", "https://example.com/a.jpg", "--prompt", "What?", sim=sim).stdout
+    path = tmp_path / "pic.png"
+    path.write_bytes(png_bytes())
+    data = json.loads(run("vision", "--image", str(path), "--json", sim=sim).stdout)
+    assert data["model"] == "gpt-4o" and data["content"].startswith("I see 1 image")
+    url = sim.chat_requests()[-1].body["messages"][0]["content"][1]["image_url"]["url"]
+    assert url.startswith("data:image/png;base64,")
+
+
+def test_models_table_json_and_family(sim):
+    sim.add_model("grok-3")
+    table = run("models", sim=sim).stdout
+    assert "claude-3-opus" in table and "200,000" in table and "vision" in table.splitlines()[0]
+    data = json.loads(run("models", "--family", "grok", "--json", sim=sim).stdout)
+    assert {m["id"] for m in data} == {"grok-2", "grok-beta", "grok-3"}
+    assert next(m for m in data if m["id"] == "grok-3")["known"] is False
+
+
+def test_compare_table_and_json(sim):
+    result = run(
+        "compare", "--models", "gpt-4.1,claude-3-sonnet,gemini-2.0-flash", "--message", "What is 2+2?", sim=sim
+    )
+    assert result.returncode == 0
+    assert "latency" in result.stdout and result.stdout.count("$") == 3
+    assert "Asking 3 models" in result.stderr and result.stderr.count("done:") == 3
+    data = json.loads(run("compare", "--models", "gpt-4.1,nope", "--message", "hi", "--json", sim=sim).stdout)
+    assert data["gpt-4.1"]["response"] and data["nope"]["error_type"] == "ModelNotFoundError"
+
+
+def test_route_without_sending_or_key():
+    data = json.loads(run("route", "--message", "Write a Python function to sort a list", "--json").stdout)
+    assert data["task"] == "code" and data["model"] == "deepseek-coder"
+    text = run("route", "--message", "what is this?", "--image", "cat.png").stdout
+    assert "task:       vision" in text and "model:      gpt-4o" in text
+
+
+def test_simulate_json_and_demo(sim):
+    proc = subprocess.Popen([*AISA, "simulate", "--port", "0", "--json"], stdout=subprocess.PIPE, text=True)
     try:
-        first = proc.stdout.readline()
-        assert first.startswith("AIsa simulator listening on http://127.0.0.1:")
-        assert "export AISA_BASE_URL=" in proc.stdout.readline()
+        info = json.loads(proc.stdout.readline())
+        assert info["base_url"].startswith("http://127.0.0.1:")
     finally:
         proc.terminate()
         proc.wait(10)
 
 
+def test_demo_offline_tour():
+    result = run("demo")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "offline simulator — replies are scripted" in out
+    for part in (
+        "1. Chat",
+        "2. Streaming",
+        "3. A tool call",
+        "4. Vision",
+        "5. A fallback",
+        "6. A routed call",
+        "7. Cost summary",
+    ):
+        assert part in out
+    assert "served by claude-3-sonnet" in out and "task code -> deepseek-coder" in out
+
+
+def test_demo_json():
+    data = json.loads(run("demo", "--json").stdout)
+    assert data["backend"] == "simulator" and data["fallback"]["fallback_index"] == 1
+    assert data["costs"]["requests"] == 6 and data["costs"]["total_cost"] > 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "says"),
+    [
+        (Fault(status=401), 4, "AISA_API_KEY"),
+        (Fault(status=402), 5, "add credits"),
+        (Fault(status=429, retry_after=100_000), 7, "Rate limit"),  # too long for the SDK to wait
+        (Fault(status=503), 9, "retry, or configure a fallback"),
+        (Fault(status=400, code="content_policy_violation"), 8, "content filter"),
+    ],
+)
+def test_error_classes_exit_codes_and_one_line(sim, fault, code, says):
+    sim.inject("*", fault)
+    result = run("chat", "--message", "hi", sim=sim, env={"AISA_API_KEY": sim.api_key})
+    assert result.returncode == code
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and says in result.stderr
+    assert sim.api_key not in result.stderr + result.stdout
+
+
+def test_missing_key_and_unknown_model(sim):
+    missing = run("chat", "--message", "hi", env={"AISA_BASE_URL": sim.base_url})
+    assert missing.returncode == 3 and "AISA_API_KEY" in missing.stderr
+    unknown = run("chat", "--model", "claude-3-opuss", "--message", "hi", sim=sim)
+    assert unknown.returncode == 6 and "Did you mean 'claude-3-opus'" in unknown.stderr
+
+
+def test_bad_input_exits_8(sim, tmp_path):
+    assert run("chat", "--messages", "{not json", sim=sim).returncode == 8
+    assert run("vision", "--image", str(tmp_path / "missing.png"), sim=sim).returncode == 8
+    assert sim.requests == []
+
+
 def test_version_and_help():
     assert run("--version").stdout.startswith("aisa-integrations ")
-    assert "demo" in run("--help").stdout
+    helptext = run("--help").stdout
+    for command in ("chat", "vision", "models", "compare", "route", "simulate", "demo"):
+        assert command in helptext

@@ -318,3 +318,17 @@ def test_environ_context_manager(monkeypatch):
     with AIsaSimulator() as sim, sim.environ():
         assert os.environ["AISA_BASE_URL"] == sim.base_url
     assert "AISA_BASE_URL" not in os.environ
+
+
+@pytest.mark.parametrize("fault", [Fault(drop_after=3), Fault(malformed_at=2), Fault(malformed_body=True)])
+def test_undelivered_answers_are_not_billed(client, sim, fault):
+    sim.inject("gpt-4.1", fault)
+    stream = not fault.malformed_body
+    with pytest.raises(Exception):
+        result = ask(client, "hello there", stream=stream, stream_options={"include_usage": True} if stream else None)
+        if stream:
+            list(result)
+    entry = sim.chat_requests()[-1]
+    assert entry.billed_cost is None and sim.credits == sim.initial_credits
+    ask(client, "delivered")
+    assert sim.chat_requests()[-1].billed_cost > 0 and sim.credits < sim.initial_credits
