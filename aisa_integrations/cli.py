@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .testing.__main__ import build_parser as simulator_parser
 
-    simulate = common(sub.add_parser("simulate", help="run the local AIsa simulator on 127.0.0.1"))
+    simulate = sub.add_parser("simulate", help="run the local AIsa simulator on 127.0.0.1")
     simulator_parser(simulate)
     simulate.set_defaults(func=_simulate)
 

@@ -7,7 +7,7 @@ A figure the server did not send stays ``None``: a missing cost is not a zero co
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 __all__ = ["Usage", "parse_usage"]
@@ -34,7 +34,11 @@ class Usage:
 
     def to_dict(self) -> dict[str, Any]:
         """The reported figures only (absent ones left out)."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        # Not dataclasses.asdict: it deep-copies, and this runs on every response.
+        return {name: value for name in _FIELDS if (value := getattr(self, name)) is not None}
+
+
+_FIELDS = tuple(f.name for f in fields(Usage))
 
 
 def _get(obj: Any, name: str) -> Any:

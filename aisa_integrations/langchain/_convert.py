@@ -427,6 +427,8 @@ def completion_to_result(completion: Any, *, legacy_functions: bool = False) -> 
     """An openai ``ChatCompletion`` as a LangChain ``ChatResult``."""
     usage = parse_usage(completion.usage)
     usage_metadata = usage_to_metadata(usage) if usage else None
+    token_usage = usage.to_dict() if usage else {}
+    billing = _billing(usage)
     generations = []
     for choice in completion.choices:
         message = choice.message
@@ -453,10 +455,10 @@ def completion_to_result(completion: Any, *, legacy_functions: bool = False) -> 
             "id": completion.id,
             "system_fingerprint": completion.system_fingerprint,
             "request_id": getattr(completion, "_request_id", None),
-            **_billing(usage),
+            **billing,
         }
         if usage is not None:
-            response_metadata["token_usage"] = usage.to_dict()
+            response_metadata["token_usage"] = dict(token_usage)
         ai = AIMessage(
             content=message.content or "",
             additional_kwargs=additional,
@@ -474,8 +476,8 @@ def completion_to_result(completion: Any, *, legacy_functions: bool = False) -> 
         "model_name": completion.model,
         "system_fingerprint": completion.system_fingerprint,
         "id": completion.id,
-        "token_usage": usage.to_dict() if usage else {},
-        **_billing(usage),
+        "token_usage": token_usage,
+        **billing,
     }
     return ChatResult(generations=generations, llm_output=llm_output)
 
@@ -548,10 +550,12 @@ def chunk_to_generation(chunk: Any, state: StreamState) -> ChatGenerationChunk |
         reasoning = _extra(delta, "reasoning_content") or _extra(delta, "reasoning")
         if reasoning:
             additional["reasoning_content"] = reasoning
-    response_metadata: dict[str, Any] = {"model_provider": "aisa"}
+    # Metadata only where it says something: langchain-core keeps every chunk of a stream until it ends.
+    response_metadata: dict[str, Any] = {}
     info = None
     if choice.finish_reason is not None:
         response_metadata.update(
+            model_provider="aisa",
             model_name=chunk.model,
             finish_reason=choice.finish_reason,
             system_fingerprint=chunk.system_fingerprint,

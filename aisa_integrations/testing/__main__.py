@@ -16,6 +16,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--api-key", default=SIMULATOR_KEY, help="the key it accepts; 'any' accepts every key")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every chat request")
     parser.add_argument("--credits", type=float, default=100.0, help="starting balance in USD")
+    parser.add_argument("--json", action="store_true", help="print the base URL and key as one JSON line")
     return parser
 
 

@@ -110,6 +110,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
 
+    def setup(self) -> None:
+        super().setup()
+        # As production servers do: without TCP_NODELAY, a body written after its headers waits for the
+        # client's delayed ACK (~40 ms), which would swamp every latency figure measured against us.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     # -- plumbing -------------------------------------------------------------------------
     def _read_json(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
@@ -225,7 +231,11 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/_simulator/script" and method == "POST":
                 data = dict(body or {})
                 calls = [ScriptedToolCall(**c) for c in data.pop("tool_calls", [])]
-                sim.script(ScriptedReply(tool_calls=calls, **data.pop("reply", {})), model=data.get("model"))
+                reply = ScriptedReply(tool_calls=calls, **data.pop("reply", {}))
+                if data.get("persistent"):
+                    sim.fix_reply(reply, model=data.get("model"))
+                else:
+                    sim.script(reply, model=data.get("model"))
             elif path == "/_simulator/requests" and method == "GET":
                 self._send(200, json.dumps([asdict(r) for r in sim.requests]).encode())
                 return
@@ -494,6 +504,7 @@ class AIsaSimulator:
         self._faults: list[tuple[str, Fault]] = []
         self._scripts: dict[str | None, list[ScriptedReply]] = {}
         self._served_as: dict[str, str] = {}
+        self._fixed: dict[str | None, ScriptedReply] = {}
         self.requests: list[LoggedRequest] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -583,6 +594,11 @@ class AIsaSimulator:
             queue = self._scripts.setdefault(model, [])
             queue.extend(ScriptedReply(content=r) if isinstance(r, str) else r for r in replies)
 
+    def fix_reply(self, reply: ScriptedReply | str, *, model: str | None = None) -> None:
+        """Answer every request (to ``model``, or to any) with this reply until reset (benchmarks, demos)."""
+        with self._lock:
+            self._fixed[model] = ScriptedReply(content=reply) if isinstance(reply, str) else reply
+
     def set_latency(self, seconds: float, *, model: str | None = None) -> None:
         """Server-side latency for every chat request (or one model's)."""
         with self._lock:
@@ -603,6 +619,7 @@ class AIsaSimulator:
             self._faults.clear()
             self._scripts.clear()
             self._served_as.clear()
+            self._fixed.clear()
             self._latency = {None: 0.0}
             self.requests.clear()
             self.credits = self.initial_credits
@@ -661,6 +678,15 @@ class AIsaSimulator:
                 queue = self._scripts.get(key)
                 if queue:
                     return queue.pop(0)
+            for key in (model, None):
+                fixed = self._fixed.get(key)
+                if fixed is not None:
+                    return ScriptedReply(
+                        content=fixed.content,
+                        tool_calls=list(fixed.tool_calls),
+                        reasoning_content=fixed.reasoning_content,
+                        finish_reason=fixed.finish_reason,
+                    )
         return None
 
     def _charge(self, info: Any, body: Mapping[str, Any], reply: ScriptedReply, entry: LoggedRequest) -> bool:

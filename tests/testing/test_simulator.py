@@ -337,3 +337,20 @@ def test_undelivered_answers_are_not_billed(client, sim, fault):
     assert entry.billed_cost is None and sim.credits == sim.initial_credits
     ask(client, "delivered")
     assert sim.chat_requests()[-1].billed_cost > 0 and sim.credits < sim.initial_credits
+
+
+def test_fixed_replies_persist_until_reset(client, sim):
+    sim.fix_reply("always this", model="gpt-4o")
+    assert [ask(client, model="gpt-4o").choices[0].message.content for _ in range(3)] == ["always this"] * 3
+    assert ask(client, model="gpt-4.1").choices[0].message.content.startswith("Simulated")
+    sim.reset()
+    assert ask(client, model="gpt-4o").choices[0].message.content.startswith("Simulated")
+
+
+def test_tcp_nodelay_keeps_small_responses_fast(client):
+    ask(client)
+    start = time.perf_counter()
+    for _ in range(10):
+        ask(client)
+    # Without TCP_NODELAY each of these waits ~40 ms for a delayed ACK.
+    assert (time.perf_counter() - start) / 10 < 0.03
