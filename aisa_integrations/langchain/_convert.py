@@ -53,6 +53,14 @@ _OPENAI_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 # carried in tool_calls / reasoning_content, never as content parts.
 _AI_STRUCTURAL_BLOCKS = {"tool_call", "tool_call_chunk", "invalid_tool_call", "tool_use", "function_call"}
 _REASONING_BLOCKS = {"reasoning", "thinking"}
+# mime type -> the chat-completions input_audio format (as langchain-core derives it: after the slash)
+_AUDIO_FORMATS = {
+    "audio/wav": "audio/wav",
+    "audio/x-wav": "audio/wav",
+    "audio/wave": "audio/wav",
+    "audio/mp3": "audio/mp3",
+    "audio/mpeg": "audio/mp3",
+}
 
 
 # -- input -----------------------------------------------------------------------------------
@@ -108,8 +116,10 @@ def _block_to_part(block: Any, where: str) -> dict[str, Any]:
         inner = block[kind]
         if kind == "input_audio":
             _check_base64(inner.get("data"), where)
-            if not isinstance(inner.get("format"), str):
-                raise InvalidRequestError(f"{where}: input_audio needs a 'format' such as 'wav' or 'mp3'.")
+            if inner.get("format") not in ("wav", "mp3"):
+                raise InvalidRequestError(
+                    f"{where}: input_audio needs format 'wav' or 'mp3', got {inner.get('format')!r}."
+                )
         elif "file_data" in inner and isinstance(inner["file_data"], str) and inner["file_data"].startswith("data:"):
             _check_base64(inner["file_data"].partition(",")[2], where)
         return {"type": kind, kind: dict(inner)}
@@ -146,8 +156,18 @@ def _data_block_to_part(block: dict[str, Any], kind: str, where: str) -> dict[st
     if "base64" in block or source_type == "base64":
         data = block.get("base64") if "base64" in block else block.get("data")
         _check_base64(data, where)
-        if not block.get("mime_type"):
+        mime = block.get("mime_type")
+        if not mime:
             raise InvalidRequestError(f"{where}: a base64 {kind} block needs 'mime_type' (e.g. 'image/png').")
+        if kind == "image" and not str(mime).startswith("image/"):
+            raise InvalidRequestError(f"{where}: an image block's mime_type must be image/..., got {mime!r}.")
+        if kind == "audio" and mime not in _AUDIO_FORMATS:
+            raise InvalidRequestError(
+                f"{where}: audio must be WAV or MP3 for chat completions (mime_type audio/wav or audio/mpeg), "
+                f"got {mime!r}."
+            )
+        if kind == "audio":
+            block = {**block, "mime_type": _AUDIO_FORMATS[mime]}
     elif "url" in block or source_type == "url":
         if kind != "image":
             raise InvalidRequestError(

@@ -16,7 +16,7 @@ from langchain_core.language_models.chat_models import BaseChatModel, LangSmithP
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
-from pydantic import ConfigDict, PrivateAttr
+from pydantic import ConfigDict, PrivateAttr, SecretStr
 
 from ..core.errors import AIsaError, InvalidRequestError
 from ..core.routing import Requirements, RouteDecision, TaskRouter
@@ -139,6 +139,9 @@ class TaskRouterRunnable(DelegatingChatModel):
         **kwargs: Any,
     ) -> None:
         outer = {k: kwargs.pop(k) for k in ("callbacks", "tags", "metadata", "rate_limiter") if k in kwargs}
+        if isinstance(kwargs.get("api_key"), str):
+            # Kept for the models built per route; as a SecretStr it never shows in repr() or dumpd().
+            kwargs["api_key"] = SecretStr(kwargs["api_key"])
         router = kwargs.pop("router", None) or TaskRouter(
             routes, classifier=classifier, catalog=catalog, model_of=_model_of
         )

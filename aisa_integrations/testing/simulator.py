@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import re
 import socket
 import struct
@@ -72,6 +73,7 @@ class Fault:
     missing_done: bool = False
     chunk_delay: float = 0.0
     times: int | None = None
+    probability: float = 1.0  # applies to this share of matching requests (seeded: runs repeat exactly)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fault:
@@ -480,6 +482,7 @@ class AIsaSimulator:
         latency: seconds added to every chat request (a number, or per model via ``set_latency``).
         models: extra model ids to serve beside the catalog's.
         catalog: model capabilities and prices (the process-wide catalog by default).
+        seed: for faults with a ``probability`` below 1, so a run can be repeated exactly.
     """
 
     def __init__(
@@ -492,6 +495,7 @@ class AIsaSimulator:
         latency: float = 0.0,
         models: list[str] | None = None,
         catalog: ModelCatalog | None = None,
+        seed: int = 0,
     ) -> None:
         self.host = host
         self.port = port
@@ -508,6 +512,7 @@ class AIsaSimulator:
         self.requests: list[LoggedRequest] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self._random = random.Random(seed)
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -665,6 +670,8 @@ class AIsaSimulator:
         with self._lock:
             for i, (target, fault) in enumerate(self._faults):
                 if target == model or target == "*":
+                    if fault.probability < 1.0 and self._random.random() >= fault.probability:
+                        continue
                     if fault.times is not None:
                         fault.times -= 1
                         if fault.times <= 0:
