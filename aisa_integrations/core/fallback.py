@@ -514,28 +514,14 @@ class FallbackRunner:
             retry = 0
             while True:
                 started = time.perf_counter()
-                buffered: list[T] = []
-                content_seen = False
-                cost: float | None = None
+                gate = _ContentGate(is_content, text_of, cost_of, emitted)
                 try:
                     for chunk in _timed(open_stream(cand, prefill), self.policy, is_content):
-                        c = cost_of(chunk)
-                        if c is not None:
-                            cost = c
-                        if content_seen:
-                            emitted.append(text_of(chunk))
-                            yield chunk
-                        elif is_content(chunk):
-                            content_seen = True
-                            yield from buffered
-                            buffered.clear()
-                            emitted.append(text_of(chunk))
-                            yield chunk
-                        else:
-                            buffered.append(chunk)
-                    yield from buffered
+                        yield from gate.feed(chunk)
+                    yield from gate.flush()
                 except E.AIsaError as exc:
-                    if content_seen:
+                    cost = gate.cost
+                    if gate.content_seen:
                         self._mid_stream_failure(book, cand, breaker, exc, started, cost, emitted, mid_stream)
                         prefill = "".join(emitted)
                         break
@@ -549,7 +535,7 @@ class FallbackRunner:
                     self._sleep(wait)
                     retry += 1
                     continue
-                book.succeeded(index, cand, breaker, started, cost)
+                book.succeeded(index, cand, breaker, started, gate.cost)
                 return
         raise book.exhausted()
 
@@ -582,30 +568,16 @@ class FallbackRunner:
             retry = 0
             while True:
                 started = time.perf_counter()
-                buffered: list[T] = []
-                content_seen = False
-                cost: float | None = None
+                gate = _ContentGate(is_content, text_of, cost_of, emitted)
                 try:
                     async for chunk in _atimed(open_stream(cand, prefill), self.policy, is_content):
-                        c = cost_of(chunk)
-                        if c is not None:
-                            cost = c
-                        if content_seen:
-                            emitted.append(text_of(chunk))
-                            yield chunk
-                        elif is_content(chunk):
-                            content_seen = True
-                            for held in buffered:
-                                yield held
-                            buffered.clear()
-                            emitted.append(text_of(chunk))
-                            yield chunk
-                        else:
-                            buffered.append(chunk)
-                    for held in buffered:
-                        yield held
+                        for ready in gate.feed(chunk):
+                            yield ready
+                    for ready in gate.flush():
+                        yield ready
                 except E.AIsaError as exc:
-                    if content_seen:
+                    cost = gate.cost
+                    if gate.content_seen:
                         self._mid_stream_failure(book, cand, breaker, exc, started, cost, emitted, mid_stream)
                         prefill = "".join(emitted)
                         break
@@ -619,7 +591,7 @@ class FallbackRunner:
                     await self._asleep(wait)
                     retry += 1
                     continue
-                book.succeeded(index, cand, breaker, started, cost)
+                book.succeeded(index, cand, breaker, started, gate.cost)
                 return
         raise book.exhausted()
 
@@ -642,6 +614,40 @@ class FallbackRunner:
             err.partial_text = "".join(emitted)
             err.fallback_report = book.report  # type: ignore[attr-defined]
             raise err
+
+
+class _ContentGate(Generic[T]):
+    """The streaming contract for one attempt: hold metadata-only chunks until the first content chunk
+    (so a failure before it can fail over invisibly), then pass everything through."""
+
+    def __init__(
+        self,
+        is_content: Callable[[T], bool],
+        text_of: Callable[[T], str],
+        cost_of: Callable[[T], float | None],
+        emitted: list[str],
+    ) -> None:
+        self.is_content, self.text_of, self.cost_of = is_content, text_of, cost_of
+        self.emitted = emitted
+        self.held: list[T] = []
+        self.content_seen = False
+        self.cost: float | None = None
+
+    def feed(self, chunk: T) -> list[T]:
+        cost = self.cost_of(chunk)
+        if cost is not None:
+            self.cost = cost
+        if not self.content_seen and not self.is_content(chunk):
+            self.held.append(chunk)
+            return []
+        self.content_seen = True
+        self.emitted.append(self.text_of(chunk))
+        ready, self.held = [*self.held, chunk], []
+        return ready
+
+    def flush(self) -> list[T]:
+        ready, self.held = self.held, []
+        return ready
 
 
 def _opened(breaker: CircuitBreaker | None) -> bool:

@@ -13,9 +13,7 @@ from pydantic import BaseModel
 
 from ..core.catalog import default_catalog
 from ..core.errors import AIsaError
-from ._convert import format_tool_choice, format_tools
-from ._errors import as_langchain_error
-from .chat_model import StructuredOutputMethod, _response_format, structured_output_runnable
+from .chat_model import StructuredOutputMethod, structured_output_runnable, tool_binding
 
 
 def child_callbacks(run_manager: Any, manager_cls: type) -> Any:
@@ -48,19 +46,7 @@ class DelegatingChatModel(BaseChatModel):
         response_format: Any = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        try:
-            formatted = format_tools(tools, strict=strict)
-            if tool_choice is not None and formatted:
-                kwargs["tool_choice"] = format_tool_choice(tool_choice, formatted)
-        except AIsaError as exc:
-            raise as_langchain_error(exc) from None
-        if formatted:
-            kwargs["tools"] = formatted
-        if parallel_tool_calls is not None:
-            kwargs["parallel_tool_calls"] = parallel_tool_calls
-        if response_format is not None:
-            kwargs["response_format"] = _response_format(response_format, strict)
-        return self.bind(**kwargs)
+        return self.bind(**tool_binding(tools, tool_choice, parallel_tool_calls, strict, response_format, kwargs))
 
     def with_structured_output(
         self,

@@ -368,19 +368,8 @@ class AIsaChatModel(BaseChatModel):
         ``response_format`` (a schema or an OpenAI response_format dict) is forwarded, as
         LangChain's ``create_agent`` does for provider-side structured output.
         """
-        try:
-            formatted = format_tools(tools, strict=strict)
-            if tool_choice is not None and formatted:
-                kwargs["tool_choice"] = format_tool_choice(tool_choice, formatted)
-        except AIsaError as exc:
-            raise as_langchain_error(exc) from None
-        if formatted:
-            kwargs["tools"] = formatted
-        if parallel_tool_calls is not None:
-            kwargs["parallel_tool_calls"] = parallel_tool_calls
-        if response_format is not None:
-            kwargs["response_format"] = _response_format(response_format, strict)
-        if formatted and self.model_info.tools is False:
+        kwargs = tool_binding(tools, tool_choice, parallel_tool_calls, strict, response_format, kwargs)
+        if kwargs.get("tools") and self.model_info.tools is False:
             warnings.warn(
                 f"The catalog says {self.model!r} does not support tool calling; the gateway may reject "
                 "the request. Pick a tool-capable model (aisa_integrations.default_catalog().select(tools=True)).",
@@ -414,6 +403,30 @@ class AIsaChatModel(BaseChatModel):
             model_info=self.model_info,
             parallel_tool_calls=False if self.tool_format == "tools" else None,
         )
+
+
+def tool_binding(
+    tools: Sequence[Any],
+    tool_choice: Any,
+    parallel_tool_calls: bool | None,
+    strict: bool | None,
+    response_format: Any,
+    kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    """The call kwargs ``bind_tools`` binds: tools formatted and checked once, before anything is sent."""
+    try:
+        formatted = format_tools(tools, strict=strict)
+        if tool_choice is not None and formatted:
+            kwargs["tool_choice"] = format_tool_choice(tool_choice, formatted)
+    except AIsaError as exc:
+        raise as_langchain_error(exc) from None
+    if formatted:
+        kwargs["tools"] = formatted
+    if parallel_tool_calls is not None:
+        kwargs["parallel_tool_calls"] = parallel_tool_calls
+    if response_format is not None:
+        kwargs["response_format"] = _response_format(response_format, strict)
+    return kwargs
 
 
 def structured_output_runnable(
