@@ -41,9 +41,10 @@ def billed(sim):
 def test_tracker_unit():
     tracker = CostTracker()
     tracker.record("a", Usage(prompt_tokens=1, completion_tokens=2, cost=0.5, credits_remaining=9))
+    tracker.record("a", Usage(prompt_tokens=0, completion_tokens=0, cost=0.0, credits_remaining=9.5))  # arrived late
     tracker.record("a", None)
     tracker.record("b", Usage(prompt_tokens=3, completion_tokens=4, total_tokens=7, cost=0.25))
-    assert (tracker.requests, tracker.total_tokens, tracker.total_cost, tracker.credits_remaining) == (3, 10, 0.75, 9)
+    assert (tracker.requests, tracker.total_tokens, tracker.total_cost, tracker.credits_remaining) == (4, 10, 0.75, 9)
     assert tracker.by_model["a"].unpriced_requests == 1 and tracker.by_model["b"].cost == 0.25
     assert "Total cost (USD): $0.750000" in str(tracker)
 

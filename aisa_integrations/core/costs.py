@@ -54,7 +54,11 @@ class CostTracker:
                 entry.unpriced_requests += 1
             else:
                 entry.cost += usage.cost
-            if usage.credits_remaining is not None:
+            if usage.credits_remaining is not None and (
+                self._credits_remaining is None or usage.credits_remaining < self._credits_remaining
+            ):
+                # Concurrent responses arrive out of order; spending only lowers the balance, so the
+                # lowest figure reported is the most recent state of the account.
                 self._credits_remaining = usage.credits_remaining
 
     def _sum(self, name: str) -> Any:
@@ -83,7 +87,7 @@ class CostTracker:
 
     @property
     def credits_remaining(self) -> float | None:
-        """The balance the most recent response reported."""
+        """The account balance as of the latest billed response (the lowest figure reported)."""
         return self._credits_remaining
 
     @property
