@@ -58,3 +58,13 @@ def test_cassettes_hold_no_credentials():
         text = path.read_text()
         assert not re.search(r"(?im)^\s*-?\s*authorization\s*:", text), f"{path} holds an Authorization header"
         assert not key_shaped.search(text), f"{path} holds a key-shaped string"
+
+
+def test_lazy_root_exports_match_the_modules():
+    # The root lists names instead of importing them (the openai SDK costs ~0.5 s); keep the lists honest.
+    import aisa_integrations
+    from aisa_integrations.core import errors
+
+    assert set(aisa_integrations._ERRORS) == set(errors.__all__) - {"map_openai_error", "redact"}
+    for name in aisa_integrations.__all__:
+        assert getattr(aisa_integrations, name) is not None
