@@ -64,24 +64,27 @@ def run_demo(*, model: str = "gpt-4.1", stream_model: str = "claude-3-sonnet", a
 
 
 def _core_tour(out: _Out, model: str, stream_model: str) -> None:
-    from .core import ClientConfig, create_chat_completion, parse_usage, stream_chat_completion
+    from .core.chat import chat, stream_chat
+    from .core.config import ClientConfig
+    from .core.usage import parse_usage
 
     config = ClientConfig.resolve()
     out.say(f"\n1. Chat with {model}")
-    completion = create_chat_completion(
+    completion = chat(
         config, {"model": model, "messages": [{"role": "user", "content": "Explain quantum computing in one line."}]}
     )
-    usage = parse_usage(completion.usage)
-    out.say(f"   {completion.choices[0].message.content}")
-    out.summary["chat"] = {"model": completion.model, "cost": usage.cost if usage else None}
+    usage = parse_usage(completion.get("usage"))
+    out.say(f"   {completion['choices'][0]['message'].get('content')}")
+    out.summary["chat"] = {"model": completion["model"], "cost": usage.cost if usage else None}
     out.say(f"\n2. Streaming from {stream_model}")
     out.write("   ")
-    for chunk in stream_chat_completion(
+    for chunk in stream_chat(
         config, {"model": stream_model, "messages": [{"role": "user", "content": "Write a haiku about AI."}]}
     ):
-        for choice in chunk.choices:
-            if choice.delta is not None and choice.delta.content:
-                out.write(choice.delta.content)
+        for choice in chunk.get("choices") or ():
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                out.write(text)
     out.say()
 
 

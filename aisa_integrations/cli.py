@@ -60,7 +60,8 @@ def _config() -> Any:
 
 
 def _run_chat(args: argparse.Namespace, messages: list[dict[str, Any]]) -> int:
-    from .core import create_chat_completion, parse_usage, stream_chat_completion
+    from .core.chat import chat, stream_chat
+    from .core.usage import parse_usage
 
     config = _config()
     params: dict[str, Any] = {
@@ -74,27 +75,32 @@ def _run_chat(args: argparse.Namespace, messages: list[dict[str, Any]]) -> int:
         usage = None
         finish = None
         served = args.model
-        for chunk in stream_chat_completion(config, params):
-            served = chunk.model or served
-            for choice in chunk.choices:
-                if choice.delta is not None and choice.delta.content:
-                    parts.append(choice.delta.content)
+        for chunk in stream_chat(config, params):
+            served = chunk.get("model") or served
+            for choice in chunk.get("choices") or ():
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    parts.append(text)
                     if not args.json:
-                        sys.stdout.write(choice.delta.content)
+                        sys.stdout.write(text)
                         sys.stdout.flush()
-                if choice.finish_reason:
-                    finish = choice.finish_reason
-            if chunk.usage is not None:
-                usage = parse_usage(chunk.usage)
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+            if chunk.get("usage") is not None:
+                usage = parse_usage(chunk["usage"])
         content, request_id = "".join(parts), None
         if not args.json:
             print()
     else:
-        completion = create_chat_completion(config, params)
-        choice = completion.choices[0]
-        content, finish, served = choice.message.content or "", choice.finish_reason, completion.model
-        usage = parse_usage(completion.usage)
-        request_id = getattr(completion, "_request_id", None)
+        completion = chat(config, params)
+        choice = completion["choices"][0]
+        content, finish, served = (
+            choice["message"].get("content") or "",
+            choice.get("finish_reason"),
+            completion["model"],
+        )
+        usage = parse_usage(completion.get("usage"))
+        request_id = completion.get("_request_id")
         if not args.json:
             print(content)
     if args.json:
@@ -228,7 +234,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _route(args: argparse.Namespace) -> int:
-    from .core.routing import Requirements, TaskRouter, estimate_tokens
+    from .core.capabilities import Requirements, estimate_tokens
+    from .core.routing import TaskRouter
 
     messages = [{"role": "user", "content": args.message}]
     needs = Requirements(vision=bool(args.image), tools=args.tools, prompt_tokens=estimate_tokens(messages))

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from aisa_integrations.core.breakers import breakers
 from aisa_integrations.core.client import clear_client_cache
-from aisa_integrations.core.fallback import breakers
 from aisa_integrations.testing import AIsaSimulator
 
 from ._cassettes import CassetteEnv, aisa_cassette

@@ -28,11 +28,22 @@ from aisa_integrations import AIsaChatModel, AIsaLLM, FallbackRunnable, TaskRout
 from aisa_integrations.core import ClientConfig, get_client
 from aisa_integrations.core import errors as E
 from aisa_integrations.core.fallback import AllModelsFailedError
+from aisa_integrations.core.wire import normalize_request
 from aisa_integrations.langchain._convert import format_tools, messages_to_openai
 from aisa_integrations.llama_index._convert import message_to_openai
 from aisa_integrations.testing import AIsaSimulator, Fault
 from aisa_integrations.testing.simulator import _Handler
 from tests._media import b64, png_bytes
+
+
+def lc_request(messages):
+    """What the LangChain adapter translates and the core then checks (before anything is sent)."""
+    return normalize_request({"model": "gpt-4o", "messages": messages_to_openai(messages)})["messages"]
+
+
+def li_request(message):
+    return normalize_request({"model": "gpt-4o", "messages": [message_to_openai(message, 0)]})["messages"][0]
+
 
 SECRET = "sk-aisa-" + "Z9" * 16  # key-shaped on purpose
 
@@ -174,7 +185,7 @@ def _is_text(block):
 @given(messages=_lc_messages(lc_blocks))
 def test_langchain_messages_become_valid_requests_or_typed_errors(messages):
     try:
-        converted = messages_to_openai(messages)
+        converted = lc_request(messages)
     except E.InvalidRequestError as exc:
         assert "messages[" in str(exc)
         return
@@ -245,9 +256,9 @@ li_blocks = st.one_of(
 def test_llama_index_blocks_become_valid_requests_or_typed_errors(blocks, role):
     message = ChatMessage(role=role, blocks=blocks)
     try:
-        sent = message_to_openai(message, 0)
+        sent = li_request(message)
     except E.InvalidRequestError as exc:
-        assert "messages[0]" in str(exc) or "tool call name" in str(exc)
+        assert "messages[0]" in str(exc) or "tool call" in str(exc)
         return
     media = [b for b in blocks if isinstance(b, ImageBlock | AudioBlock | DocumentBlock)]
     parts = sent["content"] if isinstance(sent["content"], list) else []

@@ -65,6 +65,11 @@ def test_lazy_root_exports_match_the_modules():
     import aisa_integrations
     from aisa_integrations.core import errors
 
-    assert set(aisa_integrations._ERRORS) == set(errors.__all__) - {"map_openai_error", "redact"}
+    assert set(aisa_integrations._ERRORS) == set(errors.__all__) - {
+        "map_openai_error",
+        "redact",
+        "error_from_body",
+        "parse_retry_after",
+    }
     for name in aisa_integrations.__all__:
         assert getattr(aisa_integrations, name) is not None

@@ -14,7 +14,6 @@ from llama_index.core.base.llms.types import ChatMessage, ImageBlock, TextBlock
 from pydantic import BaseModel
 
 from aisa_integrations import AIsaChatModel, AIsaLLM, TaskRouterRunnable
-from aisa_integrations.core import errors as E
 from aisa_integrations.core.routing import Cheapest
 from aisa_integrations.testing import Fault
 
@@ -104,16 +103,23 @@ def test_no_eligible_model_fails_before_sending(sim):
     from aisa_integrations.core.routing import NoEligibleModelError
 
     text_only = ModelCatalog([m for m in default_catalog() if not m.vision])
-    router = TaskRouterRunnable({"vision": "qwen-max"}, catalog=text_only, api_key=sim.api_key, base_url=sim.base_url)
+    router = TaskRouterRunnable(
+        {"vision": "qwen-max", "default": "deepseek-chat"},
+        catalog=text_only,
+        api_key=sim.api_key,
+        base_url=sim.base_url,
+    )
     with pytest.raises(NoEligibleModelError, match="No model can serve this vision request"):
         router.invoke([HumanMessage(content=[IMAGE])])
     assert sim.requests == []
 
 
-def test_plain_runnable_routes_refuse_tools(sim):
+def test_a_plain_runnable_route_is_skipped_for_tool_requests(sim):
     router = TaskRouterRunnable({"fast": RunnableLambda(lambda m: "hi")}, api_key=sim.api_key, base_url=sim.base_url)
-    with pytest.raises(E.InvalidRequestError, match="plain Runnable"):
-        router.bind_tools([multiply]).invoke("hi?")
+    assert router.invoke("hi?").content == "hi"
+    reply = router.bind_tools([multiply]).invoke("hi?")
+    route = reply.response_metadata["aisa_route"]
+    assert route["model"] == "gpt-4.1" and "plain runnable cannot take tools" in route["skipped"][0]["why"]
 
 
 def test_per_route_fallback(sim):

@@ -1,36 +1,71 @@
-"""The framework-neutral core: configuration, clients, errors, usage, catalog and policies.
+"""The framework-neutral core: configuration, clients, errors, usage, catalog, and the engine that owns
+every policy (validation, routing, capabilities, fallback, breakers, timeouts, cost reporting).
 
-Nothing under ``core`` imports LangChain or LlamaIndex; both adapters are built on it.
+Nothing under ``core`` imports LangChain or LlamaIndex; both adapters are built on it. Names are
+imported on first use, so importing one module does not import the rest.
 """
 
-from .catalog import ModelCatalog, ModelInfo, default_catalog
-from .chat import (
-    acreate_chat_completion,
-    astream_chat_completion,
-    create_chat_completion,
-    stream_chat_completion,
-)
-from .client import get_async_client, get_client
-from .config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, ClientConfig
-from .errors import *  # noqa: F403
-from .errors import __all__ as _errors_all
-from .usage import Usage, parse_usage
+from __future__ import annotations
 
-__all__ = [
-    "API_KEY_ENV",
-    "BASE_URL_ENV",
-    "DEFAULT_BASE_URL",
-    "ClientConfig",
-    "ModelCatalog",
-    "ModelInfo",
-    "Usage",
-    "acreate_chat_completion",
-    "astream_chat_completion",
-    "create_chat_completion",
-    "default_catalog",
-    "get_async_client",
-    "get_client",
-    "parse_usage",
-    "stream_chat_completion",
-    *_errors_all,
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "API_KEY_ENV": "config",
+    "BASE_URL_ENV": "config",
+    "DEFAULT_BASE_URL": "config",
+    "ClientConfig": "config",
+    "ModelCatalog": "catalog",
+    "ModelInfo": "catalog",
+    "default_catalog": "catalog",
+    "Usage": "usage",
+    "parse_usage": "usage",
+    "get_client": "client",
+    "get_async_client": "client",
+    "Engine": "engine",
+    "Plan": "engine",
+    "make_plan": "engine",
+    "FallbackPolicy": "fallback",
+    "TaskRouter": "routing",
+}
+_ERRORS = (
+    "AIsaAPIError",
+    "AIsaError",
+    "AIsaStatusError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ContentPolicyError",
+    "ContextLengthExceededError",
+    "FirstTokenTimeoutError",
+    "InsufficientCreditsError",
+    "InvalidRequestError",
+    "MalformedResponseError",
+    "MissingAPIKeyError",
+    "ModelNotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "StreamError",
+    "StreamInterruptedError",
+    "StreamStalledError",
+)
+_LAZY.update({name: "errors" for name in _ERRORS})
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aisa_integrations.core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"aisa_integrations.core.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = sorted(_LAZY)

@@ -1,167 +1,70 @@
-"""One chat-completions call to AIsa, sync or async, plain or streamed, with errors mapped.
+"""One chat call through the engine, for code that speaks OpenAI-format dicts directly (the CLI,
+``compare_models``, your own scripts): the same validation, capability checks, error types and cost
+reporting as the framework adapters.
 
-The adapters build an OpenAI-format request dict and hand it here; what comes back is the openai
-SDK's own ``ChatCompletion`` / ``ChatCompletionChunk`` objects, and every failure is one of
-:mod:`aisa_integrations.core.errors`. A stream that ends without a ``finish_reason`` is reported as
-:class:`StreamInterruptedError`, never passed off as a complete answer.
+>>> from aisa_integrations.core.config import ClientConfig
+>>> from aisa_integrations.testing import AIsaSimulator
+>>> with AIsaSimulator() as sim:
+...     config = ClientConfig.resolve(api_key=sim.api_key, base_url=sim.base_url)
+...     reply = chat(config, {"model": "qwen-max", "messages": [{"role": "user", "content": "Hi"}]})
+...     reply["model"], reply["choices"][0]["finish_reason"]
+('qwen-max', 'stop')
 """
 
 from __future__ import annotations
 
-import inspect
-import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-import openai
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
-
-from .client import get_async_client, get_client
 from .config import ClientConfig
-from .errors import AIsaError, StreamInterruptedError, map_openai_error
+from .engine import Engine, make_plan
 
-__all__ = [
-    "SDK_CHAT_PARAMS",
-    "acreate_chat_completion",
-    "astream_chat_completion",
-    "create_chat_completion",
-    "prepare_params",
-    "stream_chat_completion",
-]
+__all__ = ["achat", "astream_chat", "chat", "stream_chat"]
 
 
-def _sdk_chat_params() -> frozenset[str]:
-    sig = inspect.signature(openai.resources.chat.completions.Completions.create)
-    return frozenset(p for p in sig.parameters if p != "self")
+def _engine(config: ClientConfig, request: Mapping[str, Any], plan: Mapping[str, Any]) -> tuple[Engine, dict[str, Any]]:
+    body = dict(request)
+    model = body.pop("model", None)
+    if not isinstance(model, str) or not model:
+        from .errors import InvalidRequestError
+
+        raise InvalidRequestError(f"model must be a model id such as 'gpt-4.1', got {model!r}.")
+    return Engine(make_plan(config, model=model, **plan)), body
 
 
-#: Keyword arguments ``chat.completions.create`` accepts; openai 3.x rejects any other.
-SDK_CHAT_PARAMS = _sdk_chat_params()
+def chat(config: ClientConfig, request: Mapping[str, Any], **plan: Any) -> dict[str, Any]:
+    """The completion (a dict) for an OpenAI-format request; ``plan`` takes ``make_plan``'s options
+    (``fallback_models=``, ``first_token_timeout=``, ...)."""
+    engine, body = _engine(config, request, plan)
+    outcome = engine.complete(engine.prepare(body))
+    assert outcome.completion is not None
+    return outcome.completion
 
 
-def prepare_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Move parameters the SDK does not know (gateway or provider extras) into ``extra_body``.
-
-    ``None`` values are dropped: "not set" must not be sent as JSON ``null``.
-    """
-    out: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for key, value in params.items():
-        if value is None:
-            continue
-        if key in SDK_CHAT_PARAMS:
-            out[key] = value
-        else:
-            extra[key] = value
-    if extra:
-        out["extra_body"] = {**(out.get("extra_body") or {}), **extra}
-    return out
+async def achat(config: ClientConfig, request: Mapping[str, Any], **plan: Any) -> dict[str, Any]:
+    """Async :func:`chat`."""
+    engine, body = _engine(config, request, plan)
+    outcome = await engine.acomplete(engine.prepare(body))
+    assert outcome.completion is not None
+    return outcome.completion
 
 
-def _fail(exc: BaseException, config: ClientConfig, model: str | None, **kw: Any) -> BaseException:
-    return map_openai_error(exc, model=model, secrets=(config.api_key.get_secret_value(),), **kw)
-
-
-_WIRE_ERRORS = (openai.OpenAIError, json.JSONDecodeError)
-
-
-def create_chat_completion(config: ClientConfig, params: Mapping[str, Any]) -> ChatCompletion:
-    """POST /chat/completions and return the parsed completion."""
-    request = prepare_params(params)
+def stream_chat(config: ClientConfig, request: Mapping[str, Any], **plan: Any) -> Iterator[dict[str, Any]]:
+    """The chunks (dicts) of a streamed answer; the last one carries usage."""
+    engine, body = _engine(config, request, plan)
+    stream = engine.stream(engine.prepare(body))
     try:
-        return get_client(config).chat.completions.create(**request)
-    except _WIRE_ERRORS as exc:
-        raise _fail(exc, config, request.get("model")) from exc
-
-
-async def acreate_chat_completion(config: ClientConfig, params: Mapping[str, Any]) -> ChatCompletion:
-    """Async :func:`create_chat_completion`."""
-    request = prepare_params(params)
-    try:
-        return await get_async_client(config).chat.completions.create(**request)
-    except _WIRE_ERRORS as exc:
-        raise _fail(exc, config, request.get("model")) from exc
-
-
-def _stream_request(params: Mapping[str, Any], include_usage: bool) -> dict[str, Any]:
-    request = prepare_params(params)
-    request["stream"] = True
-    if include_usage:
-        request["stream_options"] = {**(request.get("stream_options") or {}), "include_usage": True}
-    return request
-
-
-def _incomplete(model: str | None, partial: list[str]) -> StreamInterruptedError:
-    err = StreamInterruptedError(
-        f"The stream ended before the answer was complete (no finish_reason). (model={model}) "
-        "The partial answer is in .partial_text.",
-        model=model,
-    )
-    err.partial_text = "".join(partial)
-    return err
-
-
-def _observe(chunk: ChatCompletionChunk, partial: list[str]) -> bool:
-    """Record the chunk's text; True once a choice has finished."""
-    finished = False
-    for choice in chunk.choices:
-        content = choice.delta.content if choice.delta is not None else None
-        if content:
-            partial.append(content)
-        if choice.finish_reason is not None:
-            finished = True
-    return finished
-
-
-def stream_chat_completion(
-    config: ClientConfig, params: Mapping[str, Any], *, include_usage: bool = True
-) -> Iterator[ChatCompletionChunk]:
-    """Stream chunks; the final usage-only chunk (``choices == []``) is included when requested."""
-    request = _stream_request(params, include_usage)
-    model = request.get("model")
-    partial: list[str] = []
-    finished = False
-    try:
-        stream = get_client(config).chat.completions.create(**request)
-    except _WIRE_ERRORS as exc:
-        raise _fail(exc, config, model) from exc
-    try:
-        for chunk in stream:
-            if _observe(chunk, partial):
-                finished = True
-            yield chunk
-    except AIsaError:
-        raise
-    except _WIRE_ERRORS as exc:
-        raise _fail(exc, config, model, in_stream=True, partial_text="".join(partial)) from exc
+        yield from stream
     finally:
         stream.close()
-    if not finished:
-        raise _incomplete(model, partial)
 
 
-async def astream_chat_completion(
-    config: ClientConfig, params: Mapping[str, Any], *, include_usage: bool = True
-) -> AsyncIterator[ChatCompletionChunk]:
-    """Async :func:`stream_chat_completion`."""
-    request = _stream_request(params, include_usage)
-    model = request.get("model")
-    partial: list[str] = []
-    finished = False
-    try:
-        stream = await get_async_client(config).chat.completions.create(**request)
-    except _WIRE_ERRORS as exc:
-        raise _fail(exc, config, model) from exc
+async def astream_chat(config: ClientConfig, request: Mapping[str, Any], **plan: Any) -> AsyncIterator[dict[str, Any]]:
+    """Async :func:`stream_chat`."""
+    engine, body = _engine(config, request, plan)
+    stream = engine.astream(engine.prepare(body))
     try:
         async for chunk in stream:
-            if _observe(chunk, partial):
-                finished = True
             yield chunk
-    except AIsaError:
-        raise
-    except _WIRE_ERRORS as exc:
-        raise _fail(exc, config, model, in_stream=True, partial_text="".join(partial)) from exc
     finally:
-        await stream.close()
-    if not finished:
-        raise _incomplete(model, partial)
+        await stream.aclose()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from .usage import Usage
 
-__all__ = ["CostTracker", "ModelCost"]
+__all__ = ["CostTracker", "ModelCost", "record_usage", "tracking"]
 
 
 @dataclass
@@ -122,3 +125,26 @@ class CostTracker:
         for model, entry in self.by_model.items():
             lines.append(f"  {model}: {entry.requests} req, {entry.total_tokens} tokens, ${entry.cost:.6f}")
         return "\n".join(lines)
+
+
+# The trackers whose block the current code runs in. The engine reports every billed answer it
+# receives from the wire here, so a count follows what the gateway bills, whatever framework (and
+# however many wrapper runs) sit above the call: a cache hit sends nothing and counts nothing.
+_active: ContextVar[tuple[CostTracker, ...]] = ContextVar("aisa_cost_trackers", default=())
+
+
+@contextmanager
+def tracking(tracker: CostTracker) -> Iterator[CostTracker]:
+    """Count every billed AIsa answer received inside the block (this thread, and the tasks and
+    threads that copy its context) in ``tracker``."""
+    token = _active.set((*_active.get(), tracker))
+    try:
+        yield tracker
+    finally:
+        _active.reset(token)
+
+
+def record_usage(model: str, usage: Usage | None) -> None:
+    """Called by the engine for every answer the gateway billed."""
+    for tracker in _active.get():
+        tracker.record(model, usage)

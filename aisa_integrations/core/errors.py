@@ -23,6 +23,7 @@ input) derive from ``ValueError`` as well.
         │   └── ServerError                    5xx
         ├── APIConnectionError (openai.APIConnectionError)
         │   └── APITimeoutError (openai.APITimeoutError)
+        │       └── FirstTokenTimeoutError     no content within first_token_timeout
         └── StreamError (openai.APIError)      carries the partial text received
             ├── StreamInterruptedError         cut, incomplete, or an error event mid-stream
             ├── StreamStalledError             no bytes for too long (also an APITimeoutError)
@@ -51,6 +52,7 @@ __all__ = [
     "ConfigurationError",
     "ContentPolicyError",
     "ContextLengthExceededError",
+    "FirstTokenTimeoutError",
     "InsufficientCreditsError",
     "InvalidRequestError",
     "MalformedResponseError",
@@ -62,7 +64,9 @@ __all__ = [
     "StreamError",
     "StreamInterruptedError",
     "StreamStalledError",
+    "error_from_body",
     "map_openai_error",
+    "parse_retry_after",
     "redact",
 ]
 
@@ -88,6 +92,8 @@ class AIsaError(Exception):
     model: str | None = None
     request_id: str | None = None
     server_message: str | None = None
+    #: When the error ends a fallback or routed call: every attempt made (a FallbackReport).
+    fallback_report: Any = None
 
     def __init__(self, message: str) -> None:
         # Not super(): the openai exception bases further along the MRO need a response object.
@@ -195,6 +201,10 @@ class APITimeoutError(APIConnectionError, openai.APITimeoutError):
     """No response within the timeout."""
 
 
+class FirstTokenTimeoutError(APITimeoutError):
+    """The model produced no content within ``first_token_timeout`` (the attempt was abandoned)."""
+
+
 class StreamError(AIsaAPIError, openai.APIError):
     """A streamed answer failed. ``partial_text`` holds what had arrived; it is not a complete answer."""
 
@@ -224,6 +234,35 @@ _STATUS_CLASSES: dict[int, type[AIsaStatusError]] = {
     429: RateLimitError,
 }
 
+# Error codes gateways and providers put in bodies, for errors that arrive without an HTTP status.
+_CODE_CLASSES: dict[str, type[AIsaStatusError]] = {
+    "invalid_api_key": AuthenticationError,
+    "authentication_error": AuthenticationError,
+    "unauthorized": AuthenticationError,
+    "insufficient_credits": InsufficientCreditsError,
+    "insufficient_quota": InsufficientCreditsError,
+    "payment_required": InsufficientCreditsError,
+    "permission_denied": PermissionDeniedError,
+    "permission_error": PermissionDeniedError,
+    "model_not_found": ModelNotFoundError,
+    "rate_limit_exceeded": RateLimitError,
+    "rate_limit_error": RateLimitError,
+    "too_many_requests": RateLimitError,
+    "invalid_request": BadRequestError,
+    "invalid_request_error": BadRequestError,
+    "bad_request": BadRequestError,
+    "server_error": ServerError,
+    "internal_error": ServerError,
+    "internal_server_error": ServerError,
+    "api_error": ServerError,
+    "service_unavailable": ServerError,
+    "overloaded": ServerError,
+    "overloaded_error": ServerError,
+    "bad_gateway": ServerError,
+    "gateway_timeout": ServerError,
+    "upstream_error": ServerError,
+}
+
 _CONTEXT_CODES = {"context_length_exceeded", "context_window_exceeded", "string_above_max_length"}
 _POLICY_CODES = {"content_policy_violation", "content_filter", "content_filtered", "safety"}
 
@@ -235,19 +274,25 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
     raw_ms = headers.get("retry-after-ms")
     if raw_ms:
         try:
-            return max(0.0, float(raw_ms) / 1000.0)
+            ms = float(raw_ms)
         except ValueError:
-            pass
+            ms = float("nan")
+        if ms == ms and ms != float("inf"):
+            return max(0.0, ms / 1000.0)
     raw = headers.get("retry-after")
     if not raw:
         return None
     try:
-        return max(0.0, float(raw))
+        seconds = float(raw)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(raw) if raw else None
-        if parsed is None:
+        try:
+            parsed = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None  # neither seconds nor an HTTP date ("soon"): ignored
+        if parsed is None or parsed.tzinfo is None:
             return None
         return max(0.0, parsed.timestamp() - time.time())
+    return max(0.0, seconds) if seconds == seconds and seconds != float("inf") else None
 
 
 def _body_fields(body: object) -> tuple[str | None, str | None]:
@@ -293,31 +338,44 @@ def _compose(
     return f"{text} {hint}".strip()
 
 
-def _status_error(exc: openai.APIStatusError, *, model: str | None, secrets: Sequence[str | None]) -> AIsaStatusError:
-    status = exc.status_code
-    code, server_message = _body_fields(exc.body)
-    if code is None and exc.code:
-        code = exc.code
-    server_message = redact(server_message or exc.message or "", *secrets)
-    cls: type[AIsaStatusError]
-    if status >= 500:
+def _status_class(status: int | None, code: str | None, server_message: str | None) -> type[AIsaStatusError] | None:
+    """The error class for a status and/or an error code (None: neither says)."""
+    cls: type[AIsaStatusError] | None
+    if status is not None and status >= 500:
         cls = ServerError
-    else:
+    elif status is not None and status >= 400:
         cls = _STATUS_CLASSES.get(status, AIsaStatusError)
-    if cls is BadRequestError:
-        lowered = (server_message or "").lower()
+    else:
+        cls = _CODE_CLASSES.get((code or "").lower())
+    lowered = (server_message or "").lower()
+    if cls is BadRequestError or (cls is None and code):
         if code in _CONTEXT_CODES or "context length" in lowered or "maximum context" in lowered:
             cls = ContextLengthExceededError
         elif code in _POLICY_CODES or "content polic" in lowered or "content filter" in lowered:
             cls = ContentPolicyError
+    return cls
+
+
+def _build_status_error(
+    cls: type[AIsaStatusError],
+    *,
+    status: int | None,
+    code: str | None,
+    server_message: str,
+    model: str | None,
+    request_id: str | None,
+    request: Any = None,
+    response: Any = None,
+    body: object | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> AIsaStatusError:
     suggestions: tuple[str, ...] = ()
     if cls is ModelNotFoundError and model:
         from .catalog import default_catalog
 
         suggestions = tuple(default_catalog().suggest(model))
-    request_id = getattr(exc, "request_id", None)
     message = _compose(
-        server_message or f"HTTP {status}",
+        server_message or (f"HTTP {status}" if status else "The gateway reported an error"),
         model=model,
         status=status,
         code=code,
@@ -331,15 +389,93 @@ def _status_error(exc: openai.APIStatusError, *, model: str | None, secrets: Seq
         model=model,
         request_id=request_id,
         server_message=server_message,
-        request=getattr(exc, "request", None),
-        response=exc.response,
-        body=exc.body,
+        request=request,
+        response=response,
+        body=body,
     )
     if isinstance(err, ModelNotFoundError):
         err.suggestions = suggestions
     if isinstance(err, RateLimitError | ServerError):
-        err.retry_after = parse_retry_after(exc.response.headers if exc.response is not None else None)
+        err.retry_after = parse_retry_after(headers)
     return err
+
+
+def _status_error(exc: openai.APIStatusError, *, model: str | None, secrets: Sequence[str | None]) -> AIsaStatusError:
+    status = exc.status_code
+    code, server_message = _body_fields(exc.body)
+    if code is None and exc.code:
+        code = exc.code
+    server_message = redact(server_message or exc.message or "", *secrets)
+    cls = _status_class(status, code, server_message) or AIsaStatusError
+    return _build_status_error(
+        cls,
+        status=status,
+        code=code,
+        server_message=server_message,
+        model=model,
+        request_id=getattr(exc, "request_id", None),
+        request=getattr(exc, "request", None),
+        response=exc.response,
+        body=exc.body,
+        headers=exc.response.headers if exc.response is not None else None,
+    )
+
+
+def error_from_body(
+    body: Any,
+    *,
+    status: int | None = None,
+    model: str | None = None,
+    secrets: Sequence[str | None] = (),
+    request_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    in_stream: bool = False,
+    partial_text: str = "",
+) -> AIsaAPIError:
+    """An error the gateway delivered in a body (a 200 response or an SSE ``error`` event).
+
+    Classified like its HTTP equivalent: by the status it states, else by its code; an error of no
+    known kind is a :class:`StreamInterruptedError` mid-stream and a :class:`ServerError` otherwise.
+    """
+    code, server_message = _body_fields(body)
+    inner = body.get("error", body) if isinstance(body, Mapping) else None
+    stated = inner.get("status") if isinstance(inner, Mapping) else None
+    if isinstance(stated, int) and 400 <= stated <= 599:
+        status = stated
+    elif isinstance(code, str) and code.isdigit() and 400 <= int(code) <= 599:
+        status = int(code)
+    elif status is not None and status < 400:
+        status = None  # the HTTP status was 200; the body is what says what went wrong
+    server_message = redact(server_message or "", *secrets)
+    cls = _status_class(status, code, server_message)
+    if cls is None and in_stream:
+        err: AIsaAPIError = StreamInterruptedError(
+            _compose(
+                f"The gateway reported an error mid-stream: {server_message or code or 'unknown error'}",
+                model=model,
+                status=status,
+                code=code,
+                request_id=request_id,
+                hint=_PARTIAL_HINT,
+            ),
+            model=model,
+            code=code,
+            request_id=request_id,
+            server_message=server_message,
+            body=body,
+        )
+        err.partial_text = partial_text  # type: ignore[attr-defined]
+        return err
+    return _build_status_error(
+        cls or ServerError,
+        status=status,
+        code=code,
+        server_message=server_message,
+        model=model,
+        request_id=request_id,
+        body=body,
+        headers=headers,
+    )
 
 
 def map_openai_error(

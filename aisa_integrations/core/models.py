@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -9,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .catalog import ModelCatalog, ModelInfo, default_catalog
-from .chat import stream_chat_completion
+from .chat import stream_chat
 from .client import get_client
 from .config import ClientConfig
 from .errors import AIsaError, map_openai_error
@@ -102,7 +103,10 @@ def compare_streams(
     """Run every stream concurrently and measure each; results keep the given order."""
     results: dict[str, ComparisonResult] = {}
     with ThreadPoolExecutor(max_workers=max(1, len(streams)), thread_name_prefix="aisa-compare") as pool:
-        futures = {name: pool.submit(_measure, name, opener) for name, opener in streams}
+        # Each thread runs in a copy of the caller's context, so cost tracking blocks count these calls.
+        futures = {
+            name: pool.submit(contextvars.copy_context().run, _measure, name, opener) for name, opener in streams
+        }
         for name, future in futures.items():
             result = future.result()
             results[name] = result
@@ -136,9 +140,9 @@ def compare_models(
     def opener(model: str) -> DeltaStream:
         def deltas() -> Iterator[tuple[str, Usage | None]]:
             request = {"model": model, "messages": messages, **params}
-            for chunk in stream_chat_completion(config, request, include_usage=True):
-                text = "".join(c.delta.content or "" for c in chunk.choices if c.delta is not None)
-                yield text, parse_usage(chunk.usage) if chunk.usage is not None else None
+            for chunk in stream_chat(config, request):
+                text = "".join((c.get("delta") or {}).get("content") or "" for c in chunk.get("choices") or ())
+                yield text, parse_usage(chunk["usage"]) if chunk.get("usage") is not None else None
 
         return deltas
 

@@ -1,16 +1,16 @@
-"""LangChain messages and tools <-> OpenAI chat-completions dicts, as AIsa speaks them.
+"""LangChain messages and tools <-> OpenAI-format dicts.
 
-Plain functions beside the chat model. Nothing is dropped silently: a content block that cannot be
-expressed in the chat-completions format raises :class:`InvalidRequestError` naming the block,
-before any request is sent.
+Translation only. Messages go through langchain-core's own ``convert_to_openai_messages`` (every
+block format LangChain knows: OpenAI, v1 standard blocks, Anthropic, Bedrock, Vertex), plus what
+AIsa needs on top: reasoning sent back as ``reasoning_content``, malformed tool calls sent back as
+they were, provider fields kept across turns, an error status said in a tool result. Whether the
+result is a valid request (parts, base64, tool names, parameters) is decided by the core
+(:mod:`aisa_integrations.core.wire`), which names ``messages[i].content[j]`` when it is not.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,371 +19,213 @@ from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
     BaseMessage,
-    ChatMessage,
-    FunctionMessage,
     HumanMessage,
     SystemMessage,
     ToolMessage,
     convert_to_openai_messages,
-    is_data_content_block,
 )
 from langchain_core.messages.ai import InputTokenDetails, OutputTokenDetails, UsageMetadata
-from langchain_core.messages.block_translators.openai import convert_to_openai_data_block
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.output_parsers.openai_tools import make_invalid_tool_call, parse_tool_call
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from ..core import provider_fields
 from ..core.errors import InvalidRequestError
 from ..core.usage import Usage, parse_usage
+from ..core.wire import check_tools
 
 __all__ = [
+    "PROVIDER_FIELDS",
     "StreamState",
     "chunk_to_generation",
     "completion_to_result",
-    "format_tool_choice",
     "format_tools",
     "messages_to_openai",
     "usage_to_metadata",
 ]
 
-TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_OPENAI_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
-# Blocks describing what the assistant already said in structured form (tool calls, thinking):
-# carried in tool_calls / reasoning_content, never as content parts.
-_AI_STRUCTURAL_BLOCKS = {"tool_call", "tool_call_chunk", "invalid_tool_call", "tool_use", "function_call"}
-_REASONING_BLOCKS = {"reasoning", "thinking"}
-# mime type -> the chat-completions input_audio format (as langchain-core derives it: after the slash)
-_AUDIO_FORMATS = {
-    "audio/wav": "audio/wav",
-    "audio/x-wav": "audio/wav",
-    "audio/wave": "audio/wav",
-    "audio/mp3": "audio/mp3",
-    "audio/mpeg": "audio/mp3",
-}
+#: ``additional_kwargs`` key holding fields the gateway returned beyond the OpenAI schema.
+PROVIDER_FIELDS = "provider_fields"
+# Assistant content blocks that describe what was said in structured form (calls, thinking): they
+# travel in tool_calls / reasoning_content, never as content parts.
+_AI_STRUCTURAL = frozenset({"tool_call", "tool_call_chunk", "invalid_tool_call", "tool_use", "function_call"})
+_REASONING = frozenset({"reasoning", "thinking"})
+_AUDIO_FORMAT = {"mpeg": "mp3", "x-wav": "wav", "wave": "wav", "vnd.wave": "wav"}
 
 
 # -- input -----------------------------------------------------------------------------------
 
 
-def _check_base64(data: Any, where: str) -> None:
-    if not isinstance(data, str) or not data:
-        raise InvalidRequestError(f"{where}: base64 data is missing or not a string.")
-    try:
-        base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequestError(
-            f"{where}: the base64 data is not valid base64. Encode the raw bytes with base64.b64encode(data).decode()."
-        ) from None
+def _prefill_filenames(content: Any) -> Any:
+    """File blocks without a name get one (instead of langchain-core's warning and placeholder)."""
+    if not isinstance(content, list) or not any(isinstance(b, Mapping) and b.get("type") == "file" for b in content):
+        return content
+    out = []
+    for block in content:
+        named = isinstance(block, Mapping) and (block.get("filename") or (block.get("extras") or {}).get("filename"))
+        if isinstance(block, Mapping) and block.get("type") == "file" and "file" not in block and not named:
+            name = "document.pdf" if block.get("mime_type") == "application/pdf" else "file"
+            block = {**block, "filename": name}
+        out.append(block)
+    return out
 
 
-def _check_image_url(url: Any, where: str) -> None:
-    if not isinstance(url, str) or not url:
-        raise InvalidRequestError(f"{where}: image_url.url must be a non-empty string.")
-    if url.startswith("data:"):
-        header, _, data = url.partition(",")
-        if ";base64" not in header or not header[5:].startswith("image/"):
-            raise InvalidRequestError(
-                f"{where}: a data URL must look like data:image/png;base64,<data> (got {header[:40]!r})."
-            )
-        _check_base64(data, where)
-    elif not url.startswith(("http://", "https://")):
-        raise InvalidRequestError(f"{where}: image URLs must be http(s) or data:image/...;base64 URLs.")
+def _with_cache_control(original: Sequence[Any], parts: list[Any]) -> list[Any]:
+    """langchain-core drops Anthropic-style cache_control hints; put them back on their parts."""
+    marks = [b.get("cache_control") if isinstance(b, Mapping) else None for b in original]
+    if not any(marks) or len(parts) != len(original):
+        return parts
+    return [{**p, "cache_control": m} if m and isinstance(p, Mapping) else p for p, m in zip(parts, marks, strict=True)]
 
 
-def _block_to_part(block: Any, where: str) -> dict[str, Any]:
-    """One LangChain content block as an OpenAI content part."""
-    if isinstance(block, str):
-        return {"type": "text", "text": block}
-    if not isinstance(block, Mapping):
-        raise InvalidRequestError(f"{where}: a content block must be a string or a dict, got {type(block).__name__}.")
-    kind = block.get("type")
-    if kind == "text":
-        text = block.get("text")
-        if not isinstance(text, str):
-            raise InvalidRequestError(f"{where}: a 'text' block needs a string 'text'.")
-        return {"type": "text", "text": text}
-    if kind == "image_url":
-        image_url = block.get("image_url")
-        if isinstance(image_url, str):
-            image_url = {"url": image_url}
-        if not isinstance(image_url, Mapping):
-            raise InvalidRequestError(f"{where}: an 'image_url' block needs image_url={{'url': ...}}.")
-        _check_image_url(image_url.get("url"), where)
-        return {"type": "image_url", "image_url": dict(image_url)}
-    if kind in ("input_audio", "file") and isinstance(block.get(kind), Mapping):
-        # Already in chat-completions form.
-        inner = block[kind]
-        if kind == "input_audio":
-            _check_base64(inner.get("data"), where)
-            if inner.get("format") not in ("wav", "mp3"):
-                raise InvalidRequestError(
-                    f"{where}: input_audio needs format 'wav' or 'mp3', got {inner.get('format')!r}."
-                )
-        elif "file_data" in inner and isinstance(inner["file_data"], str) and inner["file_data"].startswith("data:"):
-            _check_base64(inner["file_data"].partition(",")[2], where)
-        return {"type": kind, kind: dict(inner)}
-    if isinstance(kind, str) and is_data_content_block(dict(block)):
-        return _data_block_to_part(dict(block), kind, where)
-    # Anthropic, Bedrock Converse and VertexAI image blocks: langchain-core knows those formats.
-    try:
-        converted = convert_to_openai_messages(
-            HumanMessage(content=[dict(block)]), text_format="block", pass_through_unknown_blocks=False
-        )
-    except (ValueError, KeyError, TypeError):
-        converted = None
-    if converted and isinstance(converted.get("content"), list) and len(converted["content"]) == 1:
-        part = converted["content"][0]
-        if part.get("type") == "image_url":
-            _check_image_url(part["image_url"].get("url"), where)
-            return part
-        if part.get("type") == "text" and kind in ("json", "guard_content"):
-            return part
-    raise InvalidRequestError(
-        f"{where}: content block type {kind!r} cannot be sent through AIsa's chat completions API. "
-        "Supported: text, image (url or base64), image_url, file (base64 PDF), audio (base64 wav/mp3), "
-        "input_audio."
-    )
-
-
-def _data_block_to_part(block: dict[str, Any], kind: str, where: str) -> dict[str, Any]:
-    if kind not in ("image", "file", "audio"):
-        raise InvalidRequestError(
-            f"{where}: {kind!r} blocks are not supported by AIsa's chat completions API "
-            "(supported: image, file as base64, audio as base64)."
-        )
-    source_type = block.get("source_type")
-    if "base64" in block or source_type == "base64":
-        data = block.get("base64") if "base64" in block else block.get("data")
-        _check_base64(data, where)
-        mime = block.get("mime_type")
-        if not mime:
-            raise InvalidRequestError(f"{where}: a base64 {kind} block needs 'mime_type' (e.g. 'image/png').")
-        if kind == "image" and not str(mime).startswith("image/"):
-            raise InvalidRequestError(f"{where}: an image block's mime_type must be image/..., got {mime!r}.")
-        if kind == "audio" and mime not in _AUDIO_FORMATS:
-            raise InvalidRequestError(
-                f"{where}: audio must be WAV or MP3 for chat completions (mime_type audio/wav or audio/mpeg), "
-                f"got {mime!r}."
-            )
-        if kind == "audio":
-            block = {**block, "mime_type": _AUDIO_FORMATS[mime]}
-    elif "url" in block or source_type == "url":
-        if kind != "image":
-            raise InvalidRequestError(
-                f"{where}: {kind} blocks by URL cannot be sent through chat completions; "
-                "download the file and send it as base64."
-            )
-        _check_image_url(block.get("url"), where)
-    elif kind == "image":
-        raise InvalidRequestError(f"{where}: an image block needs 'url' or 'base64' (with 'mime_type').")
-    if kind == "file" and not (block.get("filename") or (block.get("extras") or {}).get("filename")):
-        # The chat-completions file part wants a name; use one instead of the library's warning placeholder.
-        block = {**block, "filename": "document.pdf" if block.get("mime_type") == "application/pdf" else "file"}
-    try:
-        part = convert_to_openai_data_block(block, api="chat/completions")
-    except (ValueError, KeyError) as exc:
-        raise InvalidRequestError(f"{where}: {exc}") from None
-    if kind == "image" and (detail := block.get("detail") or (block.get("extras") or {}).get("detail")):
-        part["image_url"]["detail"] = detail
-    return part
-
-
-def _content_to_openai(content: str | list[Any], where: str, *, role: str) -> tuple[Any, list[str]]:
-    """(content for the wire, reasoning texts found in it)."""
-    if isinstance(content, str):
-        return content, []
-    parts: list[dict[str, Any]] = []
-    reasoning: list[str] = []
+def _failing_block(content: Any) -> int | None:
+    """Which block of a message langchain-core could not convert (looked for only after a failure)."""
+    if not isinstance(content, list):
+        return None
     for j, block in enumerate(content):
-        block_where = f"{where}.content[{j}]"
-        if isinstance(block, Mapping):
-            kind = block.get("type")
-            if kind in _REASONING_BLOCKS and role == "assistant":
-                text = block.get("reasoning") or block.get("thinking") or block.get("text") or ""
+        try:
+            convert_to_openai_messages([HumanMessage(content=[block])], text_format="block")
+        except (ValueError, KeyError, TypeError):
+            return j
+    return None
+
+
+def _convert_one(message: BaseMessage, index: int) -> list[dict[str, Any]]:
+    content = _prefill_filenames(message.content)
+    if content is not message.content:
+        message = message.model_copy(update={"content": content})
+    try:
+        converted = convert_to_openai_messages([message], text_format="block")
+    except (ValueError, KeyError) as exc:
+        j = _failing_block(message.content)
+        where = f"messages[{index}]" + (f".content[{j}]" if j is not None else "")
+        detail = str(exc).split("Full content block")[0].strip()
+        raise InvalidRequestError(
+            f"{where}: this block cannot be sent through AIsa's chat completions API: {detail} Supported: text, "
+            "image (URL or base64), image_url, file (base64 PDF), audio (base64 WAV or MP3), input_audio."
+        ) from None
+    if isinstance(message.content, list) and converted and isinstance(converted[0].get("content"), list):
+        converted[0]["content"] = _with_cache_control(message.content, converted[0]["content"])
+    return converted
+
+
+def _ai_extras(message: AIMessage, out: dict[str, Any], index: int) -> None:
+    content = out.get("content")
+    reasoning: list[str] = []
+    if isinstance(content, list):
+        kept = []
+        for part in content:
+            kind = part.get("type") if isinstance(part, Mapping) else None
+            if kind in _REASONING:
+                text = part.get("reasoning") or part.get("thinking") or part.get("text") or ""
                 if text:
                     reasoning.append(str(text))
-                continue
-            if kind in _AI_STRUCTURAL_BLOCKS and role == "assistant":
-                continue  # represented by the message's tool_calls
-        parts.append(_block_to_part(block, block_where))
-    if all(p["type"] == "text" for p in parts):
-        # Plain text travels as a string: every provider behind the gateway accepts that.
-        return "".join(p["text"] for p in parts) if role != "user" else "\n".join(p["text"] for p in parts), reasoning
-    return parts, reasoning
-
-
-def _tool_call_to_openai(call: Mapping[str, Any], where: str) -> dict[str, Any]:
-    name = call.get("name")
-    if not isinstance(name, str) or not name:
-        raise InvalidRequestError(f"{where}: a tool call needs a name.")
-    args = call.get("args")
-    arguments = args if isinstance(args, str) else json.dumps(args if args is not None else {}, ensure_ascii=False)
-    return {
-        "id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}",
-        "type": "function",
-        "function": {"name": name, "arguments": arguments},
-    }
-
-
-def _ai_to_openai(message: AIMessage, where: str, *, legacy_functions: bool) -> dict[str, Any]:
-    content, reasoning = _content_to_openai(message.content, where, role="assistant")
-    out: dict[str, Any] = {"role": "assistant", "content": content}
-    calls = [_tool_call_to_openai(c, f"{where}.tool_calls[{k}]") for k, c in enumerate(message.tool_calls)]
-    # Malformed calls the model made are sent back as they were, so the model can see and fix them.
-    calls += [
-        _tool_call_to_openai(c, f"{where}.invalid_tool_calls[{k}]")
-        for k, c in enumerate(message.invalid_tool_calls)
-        if c.get("name")
-    ]
-    if legacy_functions:
-        function_call = message.additional_kwargs.get("function_call")
-        if calls:
-            if len(calls) > 1:
-                raise InvalidRequestError(
-                    f"{where}: the legacy 'functions' format carries one call per message, this one has "
-                    f"{len(calls)}. Use tool_format='tools' for parallel calls."
-                )
-            function_call = calls[0]["function"]
-        if function_call:
-            out["function_call"] = dict(function_call)
-    elif calls:
+            elif kind not in _AI_STRUCTURAL:
+                kept.append(part)
+        out["content"] = kept
+    calls = list(out.get("tool_calls") or ())
+    for call in calls:
+        if not call.get("id"):
+            call["id"] = f"call_{uuid.uuid4().hex[:24]}"
+    # Malformed calls the model made are sent back as they were, so it can see and fix them.
+    for bad in message.invalid_tool_calls:
+        if bad.get("name"):
+            calls.append(
+                {
+                    "id": bad.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+                    "type": "function",
+                    "function": {"name": bad["name"], "arguments": bad.get("args") or ""},
+                }
+            )
+    if calls:
         out["tool_calls"] = calls
-    if (calls or out.get("function_call")) and not content:
-        out["content"] = None
-    stored_reasoning = message.additional_kwargs.get("reasoning_content")
-    if stored_reasoning:
-        out["reasoning_content"] = stored_reasoning
+        if not out.get("content"):
+            out["content"] = None
+    kwargs = message.additional_kwargs
+    if not calls and kwargs.get("function_call"):
+        out["function_call"] = dict(kwargs["function_call"])
+        if not out.get("content"):
+            out["content"] = None
+    stored = kwargs.get("reasoning_content")
+    if stored:
+        out["reasoning_content"] = stored
     elif reasoning:
         out["reasoning_content"] = "".join(reasoning)
-    if message.name:
-        out["name"] = message.name
-    return out
+    provider_fields.attach(out, kwargs.get(PROVIDER_FIELDS))
 
 
-def _tool_names_by_id(messages: Sequence[BaseMessage]) -> dict[str, str]:
-    names: dict[str, str] = {}
-    for message in messages:
-        if isinstance(message, AIMessage):
-            for call in message.tool_calls:
-                if call.get("id"):
-                    names[call["id"]] = call["name"]
-    return names
+def _audio_formats(parts: list[Any]) -> None:
+    for part in parts:
+        if isinstance(part, dict) and part.get("type") == "input_audio" and isinstance(part.get("input_audio"), dict):
+            fmt = part["input_audio"].get("format")
+            if fmt in _AUDIO_FORMAT:
+                part["input_audio"] = {**part["input_audio"], "format": _AUDIO_FORMAT[fmt]}
 
 
-def messages_to_openai(messages: Sequence[BaseMessage], *, legacy_functions: bool = False) -> list[dict[str, Any]]:
-    """LangChain messages as chat-completions ``messages``; raises before sending on bad input."""
+def _file_names(parts: list[Any]) -> None:
+    for part in parts:
+        file = part.get("file") if isinstance(part, dict) and part.get("type") == "file" else None
+        if isinstance(file, dict) and file.get("filename") == "LC_AUTOGENERATED":
+            part["file"] = {**file, "filename": "file"}
+
+
+def messages_to_openai(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """LangChain messages as OpenAI-format message dicts (checked by the core before sending)."""
     out: list[dict[str, Any]] = []
-    tool_names: dict[str, str] | None = None
     for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if isinstance(message, HumanMessage):
-            content, _ = _content_to_openai(message.content, where, role="user")
-            entry: dict[str, Any] = {"role": "user", "content": content}
-        elif isinstance(message, AIMessage):
-            entry = _ai_to_openai(message, where, legacy_functions=legacy_functions)
-        elif isinstance(message, SystemMessage):
-            content, _ = _content_to_openai(message.content, where, role="system")
-            entry = {"role": "system", "content": content}
-        elif isinstance(message, ToolMessage):
-            content, _ = _content_to_openai(message.content, where, role="tool")
-            if message.status == "error" and isinstance(content, str) and not content.lower().startswith("error"):
-                # The chat format has no status field; say it in the content so the model knows.
-                content = f"Error: {content}"
-            if legacy_functions:
-                if tool_names is None:
-                    tool_names = _tool_names_by_id(messages)
-                name = message.name or tool_names.get(message.tool_call_id)
-                if not name:
-                    raise InvalidRequestError(f"{where}: a function result needs the function's name.")
-                entry = {"role": "function", "name": name, "content": content}
-            else:
-                entry = {"role": "tool", "tool_call_id": message.tool_call_id, "content": content}
-        elif isinstance(message, FunctionMessage):
-            content, _ = _content_to_openai(message.content, where, role="function")
-            entry = {"role": "function", "name": message.name, "content": content}
-        elif isinstance(message, ChatMessage):
-            role = message.role
-            if role not in _OPENAI_ROLES:
-                raise InvalidRequestError(
-                    f"{where}: ChatMessage role {role!r} is not a chat-completions role "
-                    f"(use one of {sorted(_OPENAI_ROLES)})."
-                )
-            content, _ = _content_to_openai(message.content, where, role=role)
-            entry = {"role": role, "content": content}
-        else:
-            raise InvalidRequestError(f"{where}: unsupported message type {type(message).__name__}.")
-        if message.name and "name" not in entry and entry["role"] in ("user", "system", "assistant"):
-            entry["name"] = message.name
-        out.append(entry)
+        # The common case, a plain text turn, without the general converter.
+        if isinstance(message.content, str) and type(message) in (HumanMessage, SystemMessage):
+            entry: dict[str, Any] = {"role": "user" if type(message) is HumanMessage else "system"}
+            if message.name:
+                entry["name"] = message.name
+            entry["content"] = message.content
+            out.append(entry)
+            continue
+        try:
+            converted = _convert_one(message, i)
+        except TypeError as exc:  # tool call arguments that are not JSON (a date, a set, ...)
+            raise InvalidRequestError(f"messages[{i}]: a tool call's arguments cannot be sent as JSON: {exc}") from None
+        for entry in converted:
+            content = entry.get("content")
+            if isinstance(content, list):
+                _audio_formats(content)
+                _file_names(content)
+            if isinstance(message, AIMessage) and entry.get("role") == "assistant":
+                _ai_extras(message, entry, i)
+            elif isinstance(message, ToolMessage) and message.status == "error":
+                _say_error(entry)
+        out.extend(converted)
     return out
+
+
+def _say_error(entry: dict[str, Any]) -> None:
+    # The chat format has no status field; say it in the content so the model knows.
+    content = entry.get("content")
+    if isinstance(content, list) and content and content[0].get("type") == "text":
+        text = content[0]["text"]
+        if not text.lower().startswith("error"):
+            content[0] = {**content[0], "text": f"Error: {text}"}
+    elif isinstance(content, str) and not content.lower().startswith("error"):
+        entry["content"] = f"Error: {content}"
 
 
 # -- tools -----------------------------------------------------------------------------------
 
 
 def format_tools(tools: Sequence[Any], *, strict: bool | None = None) -> list[dict[str, Any]]:
-    """Tools in any LangChain form (BaseTool, function, pydantic, TypedDict, dict) as OpenAI tools."""
+    """Tools in any LangChain form (BaseTool, function, pydantic, TypedDict, dict) as OpenAI tools,
+    checked by the core (names, schemas) before anything is sent."""
     formatted = []
     for k, tool in enumerate(tools):
+        if isinstance(tool, Mapping) and tool.get("type") == "function" and "function" in tool:
+            formatted.append(dict(tool))
+            continue
         try:
-            spec = convert_to_openai_tool(tool, strict=strict)
+            formatted.append(convert_to_openai_tool(tool, strict=strict))
         except (ValueError, TypeError, KeyError) as exc:
             raise InvalidRequestError(f"tools[{k}] cannot be converted to an OpenAI tool: {exc}") from None
-        if spec.get("type") == "function":
-            name = spec.get("function", {}).get("name", "")
-            if not TOOL_NAME.match(str(name)):
-                raise InvalidRequestError(
-                    f"tools[{k}]: tool name {name!r} is invalid; names must match ^[a-zA-Z0-9_-]{{1,64}}$ "
-                    "(letters, digits, _ and -; at most 64). Rename the tool."
-                )
-        formatted.append(spec)
-    return formatted
-
-
-def format_tool_choice(tool_choice: Any, tools: Sequence[Mapping[str, Any]]) -> Any:
-    """LangChain's tool_choice vocabulary in chat-completions form."""
-    names = [t["function"]["name"] for t in tools if t.get("type") == "function"]
-    if tool_choice is None or tool_choice in ("auto", "none", "required"):
-        return tool_choice
-    if tool_choice == "any":
-        return "required"
-    if tool_choice is True:
-        return {"type": "function", "function": {"name": names[0]}} if len(names) == 1 else "required"
-    if tool_choice is False:
-        return "none"
-    if isinstance(tool_choice, str):
-        if tool_choice not in names:
-            raise InvalidRequestError(f"tool_choice={tool_choice!r} names no bound tool (bound: {names}).")
-        return {"type": "function", "function": {"name": tool_choice}}
-    if isinstance(tool_choice, Mapping):
-        return dict(tool_choice)
-    raise InvalidRequestError(
-        f"tool_choice={tool_choice!r} is not understood; use 'auto', 'none', 'any', 'required', True or a tool name."
-    )
-
-
-def to_legacy_functions(request: dict[str, Any]) -> dict[str, Any]:
-    """Rewrite ``tools``/``tool_choice`` into the legacy ``functions``/``function_call`` fields."""
-    tools = request.pop("tools", None)
-    choice = request.pop("tool_choice", None)
-    request.pop("parallel_tool_calls", None)
-    if tools:
-        request["functions"] = [t["function"] for t in tools if t.get("type") == "function"]
-    if choice is not None:
-        if isinstance(choice, Mapping):
-            request["function_call"] = {"name": choice["function"]["name"]}
-        elif choice == "required":
-            names = [f["name"] for f in request.get("functions", [])]
-            if len(names) != 1:
-                raise InvalidRequestError(
-                    "The legacy 'functions' format cannot require 'any' of several functions; "
-                    "name one, or use tool_format='tools'."
-                )
-            request["function_call"] = {"name": names[0]}
-        else:
-            request["function_call"] = choice
-    return request
+    return check_tools(formatted)
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -425,11 +267,6 @@ def _billing(usage: Usage | None) -> dict[str, Any]:
     return billing
 
 
-def _extra(obj: Any, name: str) -> Any:
-    extra = getattr(obj, "model_extra", None)
-    return extra.get(name) if extra else None
-
-
 def _parse_calls(raw_calls: Sequence[Mapping[str, Any]]) -> tuple[list, list]:
     tool_calls, invalid = [], []
     for raw in raw_calls:
@@ -443,59 +280,67 @@ def _parse_calls(raw_calls: Sequence[Mapping[str, Any]]) -> tuple[list, list]:
     return tool_calls, invalid
 
 
-def completion_to_result(completion: Any, *, legacy_functions: bool = False) -> ChatResult:
-    """An openai ``ChatCompletion`` as a LangChain ``ChatResult``."""
-    usage = parse_usage(completion.usage)
+def _content(value: Any) -> str | list[Any]:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return [dict(p) if isinstance(p, Mapping) else p for p in value]
+
+
+def completion_to_result(completion: Mapping[str, Any], *, legacy_functions: bool = False) -> ChatResult:
+    """A completion dict as a LangChain ``ChatResult``."""
+    usage = parse_usage(completion.get("usage"))
     usage_metadata = usage_to_metadata(usage) if usage else None
     token_usage = usage.to_dict() if usage else {}
     billing = _billing(usage)
+    model = completion.get("model")
     generations = []
-    for choice in completion.choices:
-        message = choice.message
+    for choice in completion["choices"]:
+        message = choice.get("message") or {}
         additional: dict[str, Any] = {}
-        raw_calls = [
-            {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
-            for c in message.tool_calls or []
-            if getattr(c, "function", None) is not None
-        ]
-        if message.function_call is not None:
-            function_call = {"name": message.function_call.name, "arguments": message.function_call.arguments}
+        raw_calls = [c for c in message.get("tool_calls") or () if isinstance(c.get("function"), Mapping)]
+        if message.get("function_call"):
+            function_call = dict(message["function_call"])
             additional["function_call"] = function_call
-            raw_calls.append({"id": f"call_{uuid.uuid4().hex[:24]}", "function": function_call})
+            raw_calls = [*raw_calls, {"id": f"call_{uuid.uuid4().hex[:24]}", "function": function_call}]
         tool_calls, invalid = _parse_calls(raw_calls)
-        reasoning = _extra(message, "reasoning_content") or _extra(message, "reasoning")
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
         if reasoning:
             additional["reasoning_content"] = reasoning
-        if message.refusal:
-            additional["refusal"] = message.refusal
-        response_metadata = {
-            "model_name": completion.model,
+        if message.get("refusal"):
+            additional["refusal"] = message["refusal"]
+        stored = provider_fields.extract(message, model=model)
+        if stored:
+            additional[PROVIDER_FIELDS] = stored
+        response_metadata: dict[str, Any] = {
+            "model_name": model,
             "model_provider": "aisa",
-            "finish_reason": choice.finish_reason,
-            "id": completion.id,
-            "system_fingerprint": completion.system_fingerprint,
-            "request_id": getattr(completion, "_request_id", None),
+            "finish_reason": choice.get("finish_reason"),
+            "id": completion.get("id"),
+            "system_fingerprint": completion.get("system_fingerprint"),
+            "request_id": completion.get("_request_id"),
             **billing,
         }
         if usage is not None:
             response_metadata["token_usage"] = dict(token_usage)
+        info: dict[str, Any] = {"finish_reason": choice.get("finish_reason")}
+        if choice.get("logprobs"):
+            info["logprobs"] = response_metadata["logprobs"] = choice["logprobs"]
         ai = AIMessage(
-            content=message.content or "",
+            content=_content(message.get("content")),
             additional_kwargs=additional,
             tool_calls=tool_calls,
             invalid_tool_calls=invalid,
             usage_metadata=usage_metadata,
             response_metadata=response_metadata,
-            id=completion.id,
+            id=completion.get("id"),
         )
-        info = {"finish_reason": choice.finish_reason}
-        if choice.logprobs is not None:
-            info["logprobs"] = choice.logprobs.model_dump()
         generations.append(ChatGeneration(message=ai, generation_info=info))
     llm_output = {
-        "model_name": completion.model,
-        "system_fingerprint": completion.system_fingerprint,
-        "id": completion.id,
+        "model_name": model,
+        "system_fingerprint": completion.get("system_fingerprint"),
+        "id": completion.get("id"),
         "token_usage": token_usage,
         **billing,
     }
@@ -503,25 +348,54 @@ def completion_to_result(completion: Any, *, legacy_functions: bool = False) -> 
 
 
 class StreamState:
-    """What a stream has already said: each tool call's id and name go on exactly one chunk."""
+    """What a stream has already said: each tool call's id and name go on exactly one chunk, and so do
+    usage and the provider fields' family."""
 
-    __slots__ = ("legacy_id", "named", "usage_sent")
+    __slots__ = ("family_sent", "legacy_id", "named", "usage_sent")
 
     def __init__(self) -> None:
         self.named: set[int] = set()
         self.usage_sent = False
         self.legacy_id: str | None = None
+        self.family_sent = False
 
 
-def chunk_to_generation(chunk: Any, state: StreamState) -> ChatGenerationChunk | None:
-    """One openai ``ChatCompletionChunk`` as a LangChain generation chunk (None if it says nothing).
+def _chunk_provider_fields(delta: Mapping[str, Any], model: str | None, state: StreamState) -> dict[str, Any] | None:
+    calls = {}
+    for piece in delta.get("tool_calls") or ():
+        extra = {k: v for k, v in piece.items() if k not in ("index", "id", "type", "function") and v is not None}
+        if extra and piece.get("id"):
+            calls[piece["id"]] = extra
+    fields = {
+        k: v
+        for k, v in delta.items()
+        if k not in ("role", "content", "tool_calls", "function_call", "reasoning_content", "reasoning", "refusal")
+        and v is not None
+    }
+    if not calls and not fields:
+        return None
+    stored = provider_fields.extract({**fields, "tool_calls": [{"id": i, **e} for i, e in calls.items()]}, model=model)
+    if stored is None:
+        return None
+    if state.family_sent:
+        stored.pop("family", None)  # langchain-core joins strings across chunks: say it once
+    state.family_sent = True
+    return stored
+
+
+def chunk_to_generation(
+    chunk: Mapping[str, Any], state: StreamState, *, include_usage: bool = True
+) -> ChatGenerationChunk | None:
+    """One chunk dict as a LangChain generation chunk (None if it says nothing).
 
     langchain-core merges chunks by concatenating strings and refuses to add floats, so every string
     and float field appears on exactly one chunk: model name, id and finish reason on the finishing
     chunk; usage, cost and credits on the usage chunk.
     """
-    usage = parse_usage(chunk.usage) if chunk.usage is not None and not state.usage_sent else None
-    if not chunk.choices:
+    raw_usage = chunk.get("usage")
+    usage = parse_usage(raw_usage) if raw_usage is not None and include_usage and not state.usage_sent else None
+    choices = chunk.get("choices")
+    if not choices:
         if usage is None:
             return None
         state.usage_sent = True
@@ -529,69 +403,78 @@ def chunk_to_generation(chunk: Any, state: StreamState) -> ChatGenerationChunk |
             content="",
             usage_metadata=usage_to_metadata(usage),
             response_metadata={"model_provider": "aisa", **_billing(usage)},
-            id=chunk.id,
+            id=chunk.get("id"),
         )
         return ChatGenerationChunk(message=message)
 
-    choice = chunk.choices[0]
-    delta = choice.delta
+    choice = choices[0]
+    delta = choice.get("delta") or {}
     additional: dict[str, Any] = {}
     tool_chunks = []
-    if delta is not None:
-        for tc in delta.tool_calls or []:
-            index = tc.index
-            first = index not in state.named
-            state.named.add(index)
-            fn = tc.function
-            tool_chunks.append(
-                tool_call_chunk(
-                    name=(fn.name if fn is not None else None) if first else None,
-                    args=fn.arguments if fn is not None else None,
-                    id=tc.id if first else None,
-                    index=index,
-                )
+    for piece in delta.get("tool_calls") or ():
+        index = piece.get("index", 0)
+        first = index not in state.named
+        state.named.add(index)
+        fn = piece.get("function") or {}
+        tool_chunks.append(
+            tool_call_chunk(
+                name=fn.get("name") if first else None,
+                args=fn.get("arguments"),
+                id=piece.get("id") if first else None,
+                index=index,
             )
-        if delta.function_call is not None:
-            first = state.legacy_id is None
-            if first:
-                state.legacy_id = f"call_{uuid.uuid4().hex[:24]}"
-            fc = delta.function_call
-            tool_chunks.append(
-                tool_call_chunk(
-                    name=fc.name if first else None,
-                    args=fc.arguments,
-                    id=state.legacy_id if first else None,
-                    index=0,
-                )
+        )
+    fc = delta.get("function_call")
+    if fc:
+        first = state.legacy_id is None
+        if first:
+            state.legacy_id = f"call_{uuid.uuid4().hex[:24]}"
+        tool_chunks.append(
+            tool_call_chunk(
+                name=fc.get("name") if first else None,
+                args=fc.get("arguments"),
+                id=state.legacy_id if first else None,
+                index=0,
             )
-            additional["function_call"] = {
-                k: v for k, v in (("name", fc.name if first else None), ("arguments", fc.arguments)) if v
-            }
-        reasoning = _extra(delta, "reasoning_content") or _extra(delta, "reasoning")
-        if reasoning:
-            additional["reasoning_content"] = reasoning
+        )
+        additional["function_call"] = {
+            k: v for k, v in (("name", fc.get("name") if first else None), ("arguments", fc.get("arguments"))) if v
+        }
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+    if reasoning:
+        additional["reasoning_content"] = reasoning
+    if len(delta) > 1:
+        stored = _chunk_provider_fields(delta, chunk.get("model"), state)
+        if stored:
+            additional[PROVIDER_FIELDS] = stored
     # Metadata only where it says something: langchain-core keeps every chunk of a stream until it ends.
     response_metadata: dict[str, Any] = {}
     info = None
-    if choice.finish_reason is not None:
+    finish = choice.get("finish_reason")
+    if finish is not None:
         response_metadata.update(
             model_provider="aisa",
-            model_name=chunk.model,
-            finish_reason=choice.finish_reason,
-            system_fingerprint=chunk.system_fingerprint,
+            model_name=chunk.get("model"),
+            finish_reason=finish,
+            system_fingerprint=chunk.get("system_fingerprint"),
         )
-        info = {"finish_reason": choice.finish_reason, "model_name": chunk.model}
+        info = {"finish_reason": finish, "model_name": chunk.get("model")}
     usage_metadata = None
     if usage is not None:  # some providers put usage on the last choice chunk
         state.usage_sent = True
         usage_metadata = usage_to_metadata(usage)
         response_metadata.update(_billing(usage))
+    content = delta.get("content") or ""
     message = AIMessageChunk(
-        content=(delta.content or "") if delta is not None else "",
+        content=content,
         additional_kwargs=additional,
         tool_call_chunks=tool_chunks,
         usage_metadata=usage_metadata,
         response_metadata=response_metadata,
-        id=chunk.id,
+        id=chunk.get("id"),
     )
     return ChatGenerationChunk(message=message, generation_info=info)
+
+
+def tool_call_args_json(args: Any) -> str:
+    return args if isinstance(args, str) else json.dumps(args if args is not None else {}, ensure_ascii=False)

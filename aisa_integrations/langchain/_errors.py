@@ -1,57 +1,120 @@
-"""Make the core's errors also catchable as langchain-core's model error types.
+"""The core's errors, also catchable as langchain-core's model error types.
 
-The core knows no framework, so the LangChain layer re-classes each error into a subclass that
-inherits from both (``RateLimitError`` and ``ModelRateLimitError``, ...). Older langchain-core
-releases without these types leave the errors as they are.
+The core knows no framework, so each error the LangChain adapter raises is re-classed into a class
+defined here that inherits from both (like langchain-openai's): ``except RateLimitError``,
+``except openai.RateLimitError`` and ``except ModelRateLimitError`` all catch it. The classes are
+defined once, at import, under their own names, so the errors pickle.
 """
 
 from __future__ import annotations
 
-import functools
+from langchain_core import exceptions as lc
 
 from ..core import errors as E
-
-try:  # langchain-core >= 1.1 ships the standard model error types
-    from langchain_core import exceptions as _lc
-except ImportError:  # pragma: no cover
-    _lc = None  # type: ignore[assignment]
-
-# Most specific first: the first matching core class decides.
-_PAIRS: tuple[tuple[type[E.AIsaError], str], ...] = (
-    (E.AuthenticationError, "ModelAuthenticationError"),
-    (E.PermissionDeniedError, "ModelPermissionDeniedError"),
-    (E.ModelNotFoundError, "ModelNotFoundError"),
-    (E.RateLimitError, "ModelRateLimitError"),
-    (E.ContextLengthExceededError, "ContextOverflowError"),
-    (E.BadRequestError, "ModelInvalidRequestError"),
-    (E.InvalidRequestError, "ModelInvalidRequestError"),
-    (E.ServerError, "ModelAPIError"),
-    (E.MalformedResponseError, "ModelAPIError"),
-    (E.StreamStalledError, "ModelTimeoutError"),
-    (E.APITimeoutError, "ModelTimeoutError"),
-    (E.StreamInterruptedError, "ModelConnectionError"),
-    (E.APIConnectionError, "ModelConnectionError"),
-    (E.InsufficientCreditsError, "ModelError"),
-)
+from ..core.fallback import AllModelsFailedError as _AllFailed
+from ..core.routing import NoEligibleModelError as _NoEligible
 
 
-@functools.cache
-def _bridged(cls: type[E.AIsaError]) -> type[E.AIsaError]:
-    if _lc is None:
-        return cls
-    for core_cls, lc_name in _PAIRS:
-        lc_cls = getattr(_lc, lc_name, None)
-        if lc_cls is not None and issubclass(cls, core_cls):
-            if issubclass(cls, lc_cls):
-                return cls
-            return type(cls.__name__, (cls, lc_cls), {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
-    return cls
+class AuthenticationError(E.AuthenticationError, lc.ModelAuthenticationError):
+    pass
+
+
+class PermissionDeniedError(E.PermissionDeniedError, lc.ModelPermissionDeniedError):
+    pass
+
+
+class ModelNotFoundError(E.ModelNotFoundError, lc.ModelNotFoundError):
+    pass
+
+
+class RateLimitError(E.RateLimitError, lc.ModelRateLimitError):
+    pass
+
+
+class ContextLengthExceededError(E.ContextLengthExceededError, lc.ContextOverflowError):
+    pass
+
+
+class ContentPolicyError(E.ContentPolicyError, lc.ModelInvalidRequestError):
+    pass
+
+
+class BadRequestError(E.BadRequestError, lc.ModelInvalidRequestError):
+    pass
+
+
+class InvalidRequestError(E.InvalidRequestError, lc.ModelInvalidRequestError):
+    pass
+
+
+class NoEligibleModelError(_NoEligible, lc.ModelInvalidRequestError):
+    pass
+
+
+class ServerError(E.ServerError, lc.ModelAPIError):
+    pass
+
+
+class MalformedResponseError(E.MalformedResponseError, lc.ModelAPIError):
+    pass
+
+
+class StreamStalledError(E.StreamStalledError, lc.ModelTimeoutError):
+    pass
+
+
+class FirstTokenTimeoutError(E.FirstTokenTimeoutError, lc.ModelTimeoutError):
+    pass
+
+
+class APITimeoutError(E.APITimeoutError, lc.ModelTimeoutError):
+    pass
+
+
+class StreamInterruptedError(E.StreamInterruptedError, lc.ModelConnectionError):
+    pass
+
+
+class APIConnectionError(E.APIConnectionError, lc.ModelConnectionError):
+    pass
+
+
+class InsufficientCreditsError(E.InsufficientCreditsError, lc.ModelError):
+    pass
+
+
+class AllModelsFailedError(_AllFailed, lc.ModelError):
+    pass
+
+
+_BRIDGES: dict[type[E.AIsaError], type[E.AIsaError]] = {
+    cls.__mro__[1]: cls  # type: ignore[misc]
+    for cls in (
+        AuthenticationError,
+        PermissionDeniedError,
+        ModelNotFoundError,
+        RateLimitError,
+        ContextLengthExceededError,
+        ContentPolicyError,
+        BadRequestError,
+        InvalidRequestError,
+        NoEligibleModelError,
+        ServerError,
+        MalformedResponseError,
+        StreamStalledError,
+        FirstTokenTimeoutError,
+        APITimeoutError,
+        StreamInterruptedError,
+        APIConnectionError,
+        InsufficientCreditsError,
+        AllModelsFailedError,
+    )
+}
 
 
 def as_langchain_error(exc: BaseException) -> BaseException:
     """The same error object, re-classed so ``except ModelRateLimitError`` catches it too."""
-    if isinstance(exc, E.AIsaError):
-        bridged = _bridged(type(exc))
-        if bridged is not type(exc):
-            exc.__class__ = bridged
+    bridged = _BRIDGES.get(type(exc))  # type: ignore[arg-type]
+    if bridged is not None:
+        exc.__class__ = bridged
     return exc

@@ -1,67 +1,189 @@
-"""``AIsaChatModel``: every model behind the AIsa gateway as a LangChain chat model."""
+"""``AIsaChatModel``: every model behind the AIsa gateway as a LangChain chat model.
+
+The class translates LangChain types to OpenAI-format dicts and back; every decision (validation,
+routing, capabilities, fallback, breakers, timeouts, cost reporting) is the core engine's
+(:mod:`aisa_integrations.core.engine`), the same one ``AIsaLLM`` runs.
+"""
 
 from __future__ import annotations
 
-import warnings
+import json
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Literal
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel, LangSmithParams
 from langchain_core.language_models.model_profile import ModelProfile
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_function
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from langchain_core.utils.utils import _build_model_kwargs, from_env, secret_from_env
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
+from ..core import wire
+from ..core.breakers import breakers
 from ..core.catalog import ModelCatalog, ModelInfo, default_catalog
-from ..core.chat import (
-    acreate_chat_completion,
-    astream_chat_completion,
-    create_chat_completion,
-    stream_chat_completion,
-)
 from ..core.config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_TIMEOUT, ClientConfig
+from ..core.engine import Call, Engine, ForeignItem, ForeignTarget, ModelTarget, Outcome, make_plan
 from ..core.errors import AIsaError, InvalidRequestError
+from ..core.fallback import FallbackPolicy
+from ..core.routing import RouteDecision
 from ._convert import (
     StreamState,
     chunk_to_generation,
     completion_to_result,
-    format_tool_choice,
     format_tools,
     messages_to_openai,
-    to_legacy_functions,
 )
 from ._errors import as_langchain_error
 
 __all__ = ["AIsaChatModel"]
 
 StructuredOutputMethod = Literal["function_calling", "json_schema", "json_mode"]
+# Call keywords that steer this class rather than the request.
+_OWN_CALL_KEYS = ("tool_format", "stream_usage", "task", "stream")
+
+
+@dataclass(frozen=True)
+class _ForeignInput:
+    """How to call a foreign member (a non-AIsa chat model or runnable) for this request."""
+
+    messages: list[BaseMessage]
+    stop: list[str] | None
+    kwargs: dict[str, Any]
+    callbacks: Any
 
 
 def _response_format(schema: Any, strict: bool | None) -> dict[str, Any]:
-    """A pydantic model, TypedDict or JSON schema as a ``json_schema`` response_format."""
-    if isinstance(schema, Mapping) and schema.get("type") in ("json_schema", "json_object"):
+    """A pydantic model, TypedDict or JSON schema as a ``json_schema`` response format (built by the core)."""
+    if isinstance(schema, Mapping) and schema.get("type") in ("json_schema", "json_object", "text"):
         return dict(schema)
+    if isinstance(schema, type) and is_basemodel_subclass(schema):
+        return wire.pydantic_format(schema, strict=strict)
     function = convert_to_openai_function(schema, strict=strict)
-    json_schema: dict[str, Any] = {"name": function["name"], "schema": function["parameters"]}
-    if function.get("description"):
-        json_schema["description"] = function["description"]
-    if strict is not None:
-        json_schema["strict"] = strict
-    return {"type": "json_schema", "json_schema": json_schema}
+    return wire.json_schema_format(
+        function["parameters"], name=function["name"], description=function.get("description"), strict=strict
+    )
 
 
-def _is_formatted_tool(tool: Any) -> bool:
-    return isinstance(tool, Mapping) and tool.get("type") == "function" and "function" in tool
+def child_callbacks(run_manager: Any, manager_cls: type) -> Any:
+    """Callbacks that make a delegated call a child run of this run (LLM run managers lack
+    ``get_child``; this is what chain run managers do)."""
+    if run_manager is None:
+        return None
+    manager = manager_cls(handlers=[], parent_run_id=run_manager.run_id)
+    manager.set_handlers(run_manager.inheritable_handlers)
+    manager.add_tags(run_manager.inheritable_tags)
+    manager.add_metadata(run_manager.inheritable_metadata)
+    return manager
+
+
+def _as_message(value: Any) -> AIMessage:
+    if isinstance(value, AIMessage):
+        return value
+    return AIMessage(content=value if isinstance(value, str | list) else str(value))
+
+
+def _as_chunk(value: Any) -> AIMessageChunk:
+    if isinstance(value, AIMessageChunk):
+        return value
+    if isinstance(value, AIMessage):
+        return AIMessageChunk(
+            content=value.content,
+            additional_kwargs=value.additional_kwargs,
+            tool_call_chunks=[
+                {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i, "type": "tool_call_chunk"}
+                for i, c in enumerate(value.tool_calls)
+            ],
+            response_metadata=value.response_metadata,
+            usage_metadata=value.usage_metadata,
+            id=value.id,
+        )
+    return AIMessageChunk(content=value if isinstance(value, str) else str(value))
+
+
+def _chunk_is_content(value: Any) -> bool:
+    if isinstance(value, AIMessageChunk | AIMessage):
+        return bool(value.content) or bool(getattr(value, "tool_call_chunks", None) or value.tool_calls)
+    return bool(value)
+
+
+def _chunk_text(value: Any) -> str:
+    if isinstance(value, AIMessage):
+        return value.text
+    return value if isinstance(value, str) else ""
+
+
+def _chunk_cost(value: Any) -> float | None:
+    meta = getattr(value, "response_metadata", None)
+    return meta.get("cost") if meta else None
+
+
+def foreign_target(member: Runnable) -> ForeignTarget:
+    """A LangChain runnable the engine cannot call over the wire (another provider's chat model, a
+    nested fallback, a plain runnable), called as LangChain calls it, as a child run."""
+    chat = isinstance(member, BaseChatModel) or hasattr(member, "bind_tools")
+
+    def prompt(fi: _ForeignInput, prefill: str | None) -> list[BaseMessage]:
+        return fi.messages if prefill is None else [*fi.messages, AIMessage(prefill)]
+
+    def options(fi: _ForeignInput) -> dict[str, Any]:
+        return {"stop": fi.stop, **fi.kwargs} if chat else {}
+
+    def call(fi: _ForeignInput, prefill: str | None) -> Any:
+        return member.invoke(prompt(fi, prefill), {"callbacks": fi.callbacks}, **options(fi))
+
+    async def acall(fi: _ForeignInput, prefill: str | None) -> Any:
+        return await member.ainvoke(prompt(fi, prefill), {"callbacks": fi.callbacks}, **options(fi))
+
+    def stream(fi: _ForeignInput, prefill: str | None) -> Iterator[Any]:
+        return member.stream(prompt(fi, prefill), {"callbacks": fi.callbacks}, **options(fi))
+
+    def astream(fi: _ForeignInput, prefill: str | None) -> AsyncIterator[Any]:
+        return member.astream(prompt(fi, prefill), {"callbacks": fi.callbacks}, **options(fi))
+
+    model = getattr(member, "model_name", None) if isinstance(member, AIsaChatModel) else None
+    name = model or getattr(member, "model", None) or getattr(member, "model_name", None) or member.get_name()
+    return ForeignTarget(
+        name=str(name),
+        call=call,
+        acall=acall,
+        stream=stream,
+        astream=astream,
+        is_content=_chunk_is_content,
+        text_of=_chunk_text,
+        cost_of=_chunk_cost,
+        model=model,
+        takes_request_options=chat,
+    )
+
+
+def target_of(member: Any) -> ModelTarget | ForeignTarget:
+    """A fallback member or route value as an engine target: a plain ``AIsaChatModel`` is called over
+    the wire with its own settings; anything else is called through LangChain."""
+    if isinstance(member, AIsaChatModel) and member._is_plain:
+        params = wire.merge_params(member._default_params, extras=member.model_kwargs)
+        params.pop("model", None)
+        return ModelTarget(member.model, params=params, config=member._config)
+    if isinstance(member, Runnable):
+        return foreign_target(member)
+    raise InvalidRequestError(
+        f"A fallback member or route must be a model id, a chat model or a runnable; got {type(member).__name__}."
+    )
 
 
 class AIsaChatModel(BaseChatModel):
@@ -69,8 +191,11 @@ class AIsaChatModel(BaseChatModel):
 
     Built on the openai SDK with the AIsa base URL; the key comes from ``api_key`` or
     ``AISA_API_KEY`` (never ``OPENAI_API_KEY``). Supports invoke/stream/batch sync and async, tools
-    (also in the legacy ``functions`` format), structured output, vision and file blocks, and
-    reports usage with the gateway's ``cost`` and ``credits_remaining``.
+    (also in the legacy ``functions`` format), structured output, vision and file blocks, and reports
+    usage with the gateway's ``cost`` and ``credits_remaining``. The same model can fail over
+    (``fallback_models=``), route by task (``routes=``) and abandon a silent attempt
+    (``first_token_timeout=``); :class:`FallbackRunnable` and :class:`TaskRouterRunnable` are
+    configurations of it.
 
     Example (offline, against the bundled simulator):
 
@@ -82,10 +207,11 @@ class AIsaChatModel(BaseChatModel):
         ...     (reply.response_metadata["model_name"], reply.usage_metadata["total_tokens"] > 0)
         ('claude-3-sonnet', True)
 
-    Tools and structured output work as with any LangChain chat model::
+    Tools, structured output and fail-over work as with any LangChain chat model::
 
         llm.bind_tools([get_weather], tool_choice="any").invoke("Weather in Tokyo?").tool_calls
         llm.with_structured_output(Person, method="json_schema").invoke("Ada is 36")
+        AIsaChatModel(model="gpt-4.1", fallback_models=["claude-3-sonnet"], first_token_timeout=10)
     """
 
     model: str = Field(default="gpt-4.1", alias="model_name")
@@ -101,14 +227,21 @@ class AIsaChatModel(BaseChatModel):
     presence_penalty: float | None = None
     stop: list[str] | str | None = Field(default=None, alias="stop_sequences")
     seed: int | None = None
+    n: int | None = None
+    """Number of answers per request (each a generation of the result)."""
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    user: str | None = None
+    """An end-user id for the gateway's abuse monitoring."""
     timeout: float | None = Field(default=DEFAULT_TIMEOUT, alias="request_timeout")
     """Seconds per request (and per read while streaming)."""
     max_retries: int | None = None
-    """Retries by the openai SDK on 408/409/429/5xx and connection errors (default 2)."""
+    """Retries by the openai SDK on 408/409/429/5xx and connection errors (default 2) for a single
+    model; with fallback models, routes or timeouts the fallback policy is the one retry layer."""
     streaming: bool = False
     """Stream under the hood even for ``invoke``."""
     stream_usage: bool = True
-    """Ask for the usage chunk when streaming (``stream_options.include_usage``)."""
+    """Surface the usage chunk when streaming (it is always requested, for cost tracking)."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Other request parameters (gateway or provider extras) sent in the request body."""
     default_headers: dict[str, str] | None = None
@@ -120,10 +253,30 @@ class AIsaChatModel(BaseChatModel):
     """``"functions"`` speaks the legacy ``functions``/``function_call`` format."""
     catalog: ModelCatalog | None = Field(default=None, exclude=True)
     """Model capabilities to consult (the process-wide catalog by default)."""
+    fallback_models: list[Any] = Field(default_factory=list)
+    """Models to fail over to, in order: ids, ``AIsaChatModel`` (with their own settings) or any chat model."""
+    routes: dict[str, Any] | None = None
+    """Route by task: task → model id, list (a fallback chain), chat model or runnable, or ``Cheapest``."""
+    classifier: Any = Field(default=None, exclude=True)
+    """A custom task classifier for routing (``text -> task``)."""
+    first_token_timeout: float | None = None
+    """Abandon an attempt that produced no content within this many seconds (and fail over)."""
+    stall_timeout: float | None = None
+    """Abandon an attempt silent this many seconds after its content started."""
+    fallback_policy: FallbackPolicy | None = Field(default=None, exclude=True)
+    """The rest of the fallback policy (retries, breakers, ``fallback_on``); see ``FallbackPolicy``."""
+    mid_stream: Literal["raise", "continue"] = "raise"
+    """When a stream fails after content: raise with ``.partial_text``, or continue on a model that
+    accepts the partial answer as a prefill."""
+    check_capabilities: bool = True
+    """Skip (or refuse) models the catalog says cannot serve a request; False if your gateway knows better."""
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
     _config_cache: tuple[tuple[Any, ...], ClientConfig] | None = PrivateAttr(default=None)
+    _engine_cache: tuple[tuple[Any, ...], Engine] | None = PrivateAttr(default=None)
+    _primary_member: Any = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     # -- construction ----------------------------------------------------------------------
     @model_validator(mode="before")
@@ -146,7 +299,10 @@ class AIsaChatModel(BaseChatModel):
         super().__init__(**kwargs)
         # Resolved here, not in a validator, so a missing key surfaces as MissingAPIKeyError (naming
         # AISA_API_KEY) rather than a pydantic ValidationError; either way before any request.
-        _ = self._config
+        try:
+            _ = self._engine
+        except AIsaError as exc:
+            raise as_langchain_error(exc) from None
 
     @property
     def _config(self) -> ClientConfig:
@@ -172,6 +328,57 @@ class AIsaChatModel(BaseChatModel):
                 http_async_client=self.http_async_client,
             )
             self._config_cache = cached = (key, config)
+        return cached[1]
+
+    @property
+    def _is_plain(self) -> bool:
+        """One model, no policy: a member that can be called over the wire with its own settings."""
+        return not (
+            self.fallback_models
+            or self.routes is not None
+            or self.classifier is not None
+            or self.fallback_policy is not None
+            or self.first_token_timeout is not None
+            or self.stall_timeout is not None
+            or self._primary_member is not None
+        )
+
+    @property
+    def _engine(self) -> Engine:
+        """The engine for the current settings (rebuilt when one of them changes)."""
+        config = self._config
+        key = (
+            id(config),
+            self.model,
+            id(self._primary_member),
+            tuple(id(m) if not isinstance(m, str) else m for m in self.fallback_models),
+            id(self.routes),
+            len(self.routes or ()),
+            id(self.classifier),
+            self.fallback_policy,
+            self.first_token_timeout,
+            self.stall_timeout,
+            self.mid_stream,
+            self.check_capabilities,
+            id(self.catalog),
+        )
+        cached = self._engine_cache
+        if cached is None or cached[0] != key:
+            plan = make_plan(
+                config,
+                model=self._primary_member if self._primary_member is not None else self.model,
+                fallback_models=self.fallback_models,
+                routes=self.routes,
+                classifier=self.classifier,
+                policy=self.fallback_policy,
+                first_token_timeout=self.first_token_timeout,
+                stall_timeout=self.stall_timeout,
+                mid_stream=self.mid_stream,
+                check_capabilities=self.check_capabilities,
+                catalog=self.catalog,
+                target_of=target_of,
+            )
+            self._engine_cache = cached = (key, Engine(plan))
         return cached[1]
 
     def _resolve_model_profile(self) -> ModelProfile | None:
@@ -232,12 +439,45 @@ class AIsaChatModel(BaseChatModel):
             "presence_penalty": self.presence_penalty,
             "seed": self.seed,
             "stop": [self.stop] if isinstance(self.stop, str) else self.stop,
+            "n": self.n,
+            "logprobs": self.logprobs,
+            "top_logprobs": self.top_logprobs,
+            "user": self.user,
         }
-        return {**{k: v for k, v in params.items() if v is not None}, **self.model_kwargs}
+        return {k: v for k, v in params.items() if v is not None}
+
+    def _describe(self, member: Any) -> Any:
+        if isinstance(member, str):
+            return member
+        if isinstance(member, AIsaChatModel):
+            return member._identifying_params
+        if isinstance(member, list | tuple):
+            return [self._describe(m) for m in member]
+        return getattr(member, "model", None) or getattr(member, "model_name", None) or repr(member)
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": self.model, "base_url": self._config.base_url, **self._default_params}
+        """Everything that changes the answer (never the key): LangSmith's invocation params and the cache key."""
+        params: dict[str, Any] = {"model_name": self.model, "base_url": self._config.base_url, **self._default_params}
+        if self.model_kwargs:
+            params["model_kwargs"] = self.model_kwargs
+        if self.tool_format != "tools":
+            params["tool_format"] = self.tool_format
+        if self._primary_member is not None:
+            params["primary"] = self._describe(self._primary_member)
+        if self.fallback_models:
+            params["fallback_models"] = [self._describe(m) for m in self.fallback_models]
+        if self.routes is not None:
+            params["routes"] = {k: self._describe(v) for k, v in sorted(self.routes.items())}
+        if self.classifier is not None:
+            params["classifier"] = getattr(self.classifier, "__qualname__", repr(self.classifier))
+        return params
+
+    def _get_llm_string(self, stop: list[str] | None = None, **kwargs: Any) -> str:
+        # Every parameter that changes the answer, so two differently configured models never share a
+        # cache entry; the key is never part of it.
+        params = {**self._identifying_params, "_type": self._llm_type, "stop": stop, **kwargs}
+        return json.dumps(params, sort_keys=True, default=repr)
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = self._default_params
@@ -254,28 +494,127 @@ class AIsaChatModel(BaseChatModel):
             ls["ls_stop"] = [stop] if isinstance(stop, str) else list(stop)
         return ls
 
-    # -- request ---------------------------------------------------------------------------
-    def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-        legacy = kwargs.pop("tool_format", self.tool_format) == "functions"
-        kwargs.pop("stream", None)
-        request = self._default_params
-        if stop is not None:
-            request["stop"] = stop
-        request.update(kwargs)
-        tools = request.get("tools")
-        if tools:
-            if not all(_is_formatted_tool(t) for t in tools):
-                request["tools"] = tools = format_tools(tools)
-            if "tool_choice" in request:
-                request["tool_choice"] = format_tool_choice(request["tool_choice"], tools)
-        response_format = request.get("response_format")
-        if response_format is not None and not isinstance(response_format, Mapping):
-            request["response_format"] = _response_format(response_format, None)
-        request["messages"] = messages_to_openai(messages, legacy_functions=legacy)
-        if legacy:
-            to_legacy_functions(request)
-        return request
+    def circuit_state(self) -> dict[str, dict[str, Any]]:
+        """The circuit breaker of each model this one may call (shared process-wide), keyed by model id."""
+        plan = self._engine.plan
+        states = breakers.state()
+        out = {}
+        for target in plan.targets:
+            if isinstance(target, ModelTarget):
+                url = (target.config or plan.config).base_url
+                out[target.model] = states.get(f"{url} {target.model}", {"state": "closed", "consecutive_failures": 0})
+        return out
 
+    # -- explicit tasks for routed models ----------------------------------------------------
+    def _explicit_task(self, input: Any, config: RunnableConfig | None, kwargs: dict[str, Any]) -> Any:
+        if self.routes is None and self.classifier is None:
+            return input
+        if isinstance(input, Mapping) and "input" in input and set(input) <= {"input", "task"}:
+            if input.get("task"):
+                kwargs["task"] = input["task"]
+            input = input["input"]
+        configured = ((config or {}).get("configurable") or {}).get("task")
+        if configured and "task" not in kwargs:
+            kwargs["task"] = configured
+        return input
+
+    def invoke(
+        self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any
+    ) -> AIMessage:
+        return super().invoke(self._explicit_task(input, config, kwargs), config, stop=stop, **kwargs)
+
+    async def ainvoke(
+        self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any
+    ) -> AIMessage:
+        return await super().ainvoke(self._explicit_task(input, config, kwargs), config, stop=stop, **kwargs)
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any
+    ) -> Iterator[AIMessageChunk]:
+        yield from super().stream(self._explicit_task(input, config, kwargs), config, stop=stop, **kwargs)
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any
+    ) -> AsyncIterator[AIMessageChunk]:
+        async for chunk in super().astream(self._explicit_task(input, config, kwargs), config, stop=stop, **kwargs):
+            yield chunk
+
+    def decide(self, messages: Sequence[BaseMessage], **kwargs: Any) -> RouteDecision:
+        """Where a routed request would go, and why, without sending it."""
+        if self.routes is None and self.classifier is None:
+            raise as_langchain_error(
+                InvalidRequestError("This model has no routes; pass routes={...} to route by task.")
+            )
+        call = self._prepare(list(messages), None, dict(kwargs), None)
+        assert call.route is not None
+        return call.route
+
+    # -- request ---------------------------------------------------------------------------
+    def _prepare(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any], callbacks: Any
+    ) -> Call:
+        own = {k: kwargs.pop(k) for k in _OWN_CALL_KEYS if k in kwargs}
+        foreign_kwargs = dict(kwargs)
+        try:
+            tools = kwargs.get("tools")
+            if tools and not all(isinstance(t, Mapping) and t.get("type") == "function" for t in tools):
+                kwargs["tools"] = format_tools(tools)
+            response_format = kwargs.get("response_format")
+            if response_format is not None and not isinstance(response_format, Mapping):
+                kwargs["response_format"] = _response_format(response_format, None)
+            if stop is not None:
+                kwargs["stop"] = stop
+            request = wire.merge_params(self._default_params, extras=self.model_kwargs, call=kwargs)
+            request["messages"] = messages_to_openai(messages)
+            return self._engine.prepare(
+                request,
+                explicit=tuple(kwargs),
+                task=own.get("task"),
+                legacy_functions=own.get("tool_format", self.tool_format) == "functions",
+                include_usage=own.get("stream_usage", self.stream_usage),
+                foreign_input=_ForeignInput(messages, stop, foreign_kwargs, callbacks),
+            )
+        except AIsaError as exc:
+            raise as_langchain_error(exc) from None
+
+    def _metadata(self, outcome_report: Any, route: RouteDecision | None) -> dict[str, Any]:
+        meta: dict[str, Any] = {}
+        if outcome_report is not None:
+            meta["aisa"] = outcome_report.to_dict()
+        if route is not None:
+            meta["aisa_route"] = route.to_dict()
+        return meta
+
+    def _result(self, outcome: Outcome, call: Call) -> ChatResult:
+        legacy = "functions" in call.request
+        if outcome.completion is not None:
+            result = completion_to_result(outcome.completion, legacy_functions=legacy)
+        else:
+            result = ChatResult(generations=[ChatGeneration(message=_as_message(outcome.foreign))])
+        extra = self._metadata(outcome.report, outcome.route)
+        if extra:
+            for generation in result.generations:
+                message = generation.message
+                message.response_metadata = {**message.response_metadata, **extra}
+        return result
+
+    @staticmethod
+    def _record_route(callbacks: Any, route: RouteDecision | None, call: Call) -> None:
+        if callbacks is None or route is None:
+            return
+        run = callbacks.on_chain_start({"name": "aisa_route"}, {"text": _last_user(call)[:500]}, name="aisa_route")
+        run.on_chain_end(route.to_dict())
+
+    @staticmethod
+    async def _arecord_route(callbacks: Any, route: RouteDecision | None, call: Call) -> None:
+        if callbacks is None or route is None:
+            return
+        run = await callbacks.on_chain_start(
+            {"name": "aisa_route"}, {"text": _last_user(call)[:500]}, name="aisa_route"
+        )
+        await run.on_chain_end(route.to_dict())
+
+    # -- calls -----------------------------------------------------------------------------
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -283,14 +622,14 @@ class AIsaChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        legacy = kwargs.get("tool_format", self.tool_format) == "functions"
-        kwargs.pop("stream_usage", None)
+        callbacks = child_callbacks(run_manager, CallbackManager)
+        call = self._prepare(messages, stop, kwargs, callbacks)
+        self._record_route(callbacks, call.route, call)
         try:
-            request = self._request(messages, stop, kwargs)
-            completion = create_chat_completion(self._config, request)
+            outcome = self._engine.complete(call)
         except AIsaError as exc:
             raise as_langchain_error(exc) from exc.__cause__
-        return completion_to_result(completion, legacy_functions=legacy)
+        return self._result(outcome, call)
 
     async def _agenerate(
         self,
@@ -299,14 +638,20 @@ class AIsaChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        legacy = kwargs.get("tool_format", self.tool_format) == "functions"
-        kwargs.pop("stream_usage", None)
+        callbacks = child_callbacks(run_manager, AsyncCallbackManager)
+        call = self._prepare(messages, stop, kwargs, callbacks)
+        await self._arecord_route(callbacks, call.route, call)
         try:
-            request = self._request(messages, stop, kwargs)
-            completion = await acreate_chat_completion(self._config, request)
+            outcome = await self._engine.acomplete(call)
         except AIsaError as exc:
             raise as_langchain_error(exc) from exc.__cause__
-        return completion_to_result(completion, legacy_functions=legacy)
+        return self._result(outcome, call)
+
+    def _last_chunk(self, stream: Any, call: Call) -> ChatGenerationChunk:
+        meta = self._metadata(stream.report, stream.route)
+        if stream.request_id:
+            meta["request_id"] = stream.request_id
+        return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=meta, chunk_position="last"))
 
     def _stream(
         self,
@@ -315,12 +660,17 @@ class AIsaChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        include_usage = kwargs.pop("stream_usage", self.stream_usage)
+        callbacks = child_callbacks(run_manager, CallbackManager)
+        call = self._prepare(messages, stop, kwargs, callbacks)
+        self._record_route(callbacks, call.route, call)
         state = StreamState()
+        stream = self._engine.stream(call)
         try:
-            request = self._request(messages, stop, kwargs)
-            for raw in stream_chat_completion(self._config, request, include_usage=include_usage):
-                generation = chunk_to_generation(raw, state)
+            for item in stream:
+                if isinstance(item, ForeignItem):
+                    generation: ChatGenerationChunk | None = ChatGenerationChunk(message=_as_chunk(item.value))
+                else:
+                    generation = chunk_to_generation(item, state, include_usage=call.include_usage)
                 if generation is None:
                     continue
                 if run_manager is not None:
@@ -328,6 +678,9 @@ class AIsaChatModel(BaseChatModel):
                 yield generation
         except AIsaError as exc:
             raise as_langchain_error(exc) from exc.__cause__
+        finally:
+            stream.close()
+        yield self._last_chunk(stream, call)
 
     async def _astream(
         self,
@@ -336,12 +689,17 @@ class AIsaChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        include_usage = kwargs.pop("stream_usage", self.stream_usage)
+        callbacks = child_callbacks(run_manager, AsyncCallbackManager)
+        call = self._prepare(messages, stop, kwargs, callbacks)
+        await self._arecord_route(callbacks, call.route, call)
         state = StreamState()
+        stream = self._engine.astream(call)
         try:
-            request = self._request(messages, stop, kwargs)
-            async for raw in astream_chat_completion(self._config, request, include_usage=include_usage):
-                generation = chunk_to_generation(raw, state)
+            async for item in stream:
+                if isinstance(item, ForeignItem):
+                    generation: ChatGenerationChunk | None = ChatGenerationChunk(message=_as_chunk(item.value))
+                else:
+                    generation = chunk_to_generation(item, state, include_usage=call.include_usage)
                 if generation is None:
                     continue
                 if run_manager is not None:
@@ -349,6 +707,9 @@ class AIsaChatModel(BaseChatModel):
                 yield generation
         except AIsaError as exc:
             raise as_langchain_error(exc) from exc.__cause__
+        finally:
+            await stream.aclose()
+        yield self._last_chunk(stream, call)
 
     # -- tools and structured output -------------------------------------------------------
     def bind_tools(
@@ -364,17 +725,23 @@ class AIsaChatModel(BaseChatModel):
         """Bind tools (BaseTool, functions, pydantic models, TypedDicts or OpenAI dicts).
 
         ``tool_choice``: "auto", "none", "any"/"required", True (the only tool), or a tool name.
-        Invalid tool names and unknown tool_choice names raise before anything is sent.
-        ``response_format`` (a schema or an OpenAI response_format dict) is forwarded, as
-        LangChain's ``create_agent`` does for provider-side structured output.
+        Invalid tool names and unknown tool_choice names raise before anything is sent; so does
+        calling a model the catalog says has no tool calling. ``response_format`` (a schema or an
+        OpenAI response_format dict) is forwarded, as LangChain's ``create_agent`` does for
+        provider-side structured output.
         """
-        kwargs = tool_binding(tools, tool_choice, parallel_tool_calls, strict, response_format, kwargs)
-        if kwargs.get("tools") and self.model_info.tools is False:
-            warnings.warn(
-                f"The catalog says {self.model!r} does not support tool calling; the gateway may reject "
-                "the request. Pick a tool-capable model (aisa_integrations.default_catalog().select(tools=True)).",
-                stacklevel=2,
-            )
+        try:
+            formatted = format_tools(tools, strict=strict)
+            if formatted:
+                kwargs["tools"] = formatted
+                if tool_choice is not None:
+                    kwargs["tool_choice"] = wire.normalize_tool_choice(tool_choice, formatted)
+            if parallel_tool_calls is not None:
+                kwargs["parallel_tool_calls"] = parallel_tool_calls
+            if response_format is not None:
+                kwargs["response_format"] = _response_format(response_format, strict)
+        except AIsaError as exc:
+            raise as_langchain_error(exc) from None
         return super().bind(**kwargs)
 
     def with_structured_output(
@@ -389,95 +756,55 @@ class AIsaChatModel(BaseChatModel):
         """Return output matching ``schema`` (pydantic model, TypedDict or JSON schema).
 
         ``method``: ``function_calling`` (a forced tool call; default), ``json_schema`` (the
-        provider's structured output) or ``json_mode`` (``json_object``; describe the shape in the
-        prompt). ``include_raw=True`` returns ``{"raw", "parsed", "parsing_error"}``.
+        provider's structured output; models the catalog says cannot honour it are skipped, or the
+        call is refused) or ``json_mode`` (``json_object``; describe the shape in the prompt).
+        ``include_raw=True`` returns ``{"raw", "parsed", "parsing_error"}``.
         """
         if kwargs:
-            raise InvalidRequestError(f"Unknown arguments to with_structured_output: {sorted(kwargs)}")
-        return structured_output_runnable(
-            self,
-            schema,
-            method=method,
-            include_raw=include_raw,
-            strict=strict,
-            model_info=self.model_info,
-            parallel_tool_calls=False if self.tool_format == "tools" else None,
-        )
-
-
-def tool_binding(
-    tools: Sequence[Any],
-    tool_choice: Any,
-    parallel_tool_calls: bool | None,
-    strict: bool | None,
-    response_format: Any,
-    kwargs: dict[str, Any],
-) -> dict[str, Any]:
-    """The call kwargs ``bind_tools`` binds: tools formatted and checked once, before anything is sent."""
-    try:
-        formatted = format_tools(tools, strict=strict)
-        if tool_choice is not None and formatted:
-            kwargs["tool_choice"] = format_tool_choice(tool_choice, formatted)
-    except AIsaError as exc:
-        raise as_langchain_error(exc) from None
-    if formatted:
-        kwargs["tools"] = formatted
-    if parallel_tool_calls is not None:
-        kwargs["parallel_tool_calls"] = parallel_tool_calls
-    if response_format is not None:
-        kwargs["response_format"] = _response_format(response_format, strict)
-    return kwargs
-
-
-def structured_output_runnable(
-    llm: BaseChatModel,
-    schema: dict[str, Any] | type | None,
-    *,
-    method: StructuredOutputMethod,
-    include_raw: bool,
-    strict: bool | None,
-    model_info: ModelInfo | None,
-    parallel_tool_calls: bool | None = False,
-) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
-    """``llm`` bound for structured output and followed by the matching parser (shared by the
-    chat model and the fallback / routing runnables)."""
-    is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
-    trace = {"kwargs": {"method": method, "strict": strict}, "schema": schema}
-    if method == "function_calling":
-        if schema is None:
-            raise InvalidRequestError("method='function_calling' needs a schema.")
-        tool_name = convert_to_openai_function(schema)["name"]
-        bound = llm.bind_tools(
-            [schema],
-            tool_choice=tool_name,
-            parallel_tool_calls=parallel_tool_calls,
-            strict=strict,
-            ls_structured_output_format=trace,
-        )
-        parser: Runnable = (
-            PydanticToolsParser(tools=[schema], first_tool_only=True)  # type: ignore[list-item]
-            if is_pydantic
-            else JsonOutputKeyToolsParser(key_name=tool_name, first_tool_only=True)
-        )
-    elif method in ("json_schema", "json_mode"):
-        if method == "json_schema":
+            raise as_langchain_error(
+                InvalidRequestError(f"Unknown arguments to with_structured_output: {sorted(kwargs)}")
+            )
+        is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
+        trace = {"kwargs": {"method": method, "strict": strict}, "schema": schema}
+        if method == "function_calling":
             if schema is None:
-                raise InvalidRequestError("method='json_schema' needs a schema.")
-            if model_info is not None and model_info.json_schema is False:
-                warnings.warn(
-                    f"The catalog says {model_info.id!r} does not honour json_schema response formats; "
-                    "method='function_calling' is the reliable choice for it.",
-                    stacklevel=3,
-                )
-            response_format = _response_format(schema, strict)
+                raise as_langchain_error(InvalidRequestError("method='function_calling' needs a schema."))
+            tool_name = convert_to_openai_function(schema)["name"]
+            bound = self.bind_tools(
+                [schema],
+                tool_choice=tool_name,
+                parallel_tool_calls=False if self.tool_format == "tools" else None,
+                strict=strict,
+                ls_structured_output_format=trace,
+            )
+            parser: Runnable = (
+                PydanticToolsParser(tools=[schema], first_tool_only=True)  # type: ignore[list-item]
+                if is_pydantic
+                else JsonOutputKeyToolsParser(key_name=tool_name, first_tool_only=True)
+            )
+        elif method in ("json_schema", "json_mode"):
+            if method == "json_schema":
+                if schema is None:
+                    raise as_langchain_error(InvalidRequestError("method='json_schema' needs a schema."))
+                response_format = _response_format(schema, strict)
+            else:
+                response_format = {"type": "json_object"}
+            bound = self.bind(response_format=response_format, ls_structured_output_format=trace)
+            parser = PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()  # type: ignore[arg-type]
         else:
-            response_format = {"type": "json_object"}
-        bound = llm.bind(response_format=response_format, ls_structured_output_format=trace)
-        parser = PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()  # type: ignore[arg-type]
-    else:
-        raise InvalidRequestError(f"Unknown method {method!r}; use 'function_calling', 'json_schema' or 'json_mode'.")
-    if not include_raw:
-        return bound | parser
-    parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
-    on_error = RunnablePassthrough.assign(parsed=lambda _: None)
-    return RunnableMap(raw=bound) | parse.with_fallbacks([on_error], exception_key="parsing_error")
+            raise as_langchain_error(
+                InvalidRequestError(f"Unknown method {method!r}; use 'function_calling', 'json_schema' or 'json_mode'.")
+            )
+        if not include_raw:
+            return bound | parser
+        parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+        on_error = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=bound) | parse.with_fallbacks([on_error], exception_key="parsing_error")
+
+
+def _last_user(call: Call) -> str:
+    for message in reversed(call.request["messages"]):
+        if message.get("role") == "user":
+            content = message.get("content")
+            return content if isinstance(content, str) else " ".join(p.get("text", "") for p in content or ())
+    return ""

@@ -1,10 +1,14 @@
-"""``AIsaLLM``: every model behind the AIsa gateway as a LlamaIndex function-calling LLM."""
+"""``AIsaLLM``: every model behind the AIsa gateway as a LlamaIndex function-calling LLM.
+
+The class translates LlamaIndex types to OpenAI-format dicts and back; every decision (validation,
+routing, capabilities, fallback, breakers, timeouts, cost reporting) is the core engine's
+(:mod:`aisa_integrations.core.engine`), the same one ``AIsaChatModel`` runs.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index.core.base.llms.generic_utils import (
@@ -21,7 +25,6 @@ from llama_index.core.base.llms.types import (
     CompletionResponse,
     CompletionResponseAsyncGen,
     CompletionResponseGen,
-    ImageBlock,
     LLMMetadata,
     MessageRole,
     ToolCallBlock,
@@ -33,25 +36,15 @@ from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.prompts import PromptTemplate
 from pydantic import BaseModel
 
+from ..core import wire
+from ..core.capabilities import structured_output_method
 from ..core.catalog import ModelInfo, default_catalog
-from ..core.chat import (
-    acreate_chat_completion,
-    astream_chat_completion,
-    create_chat_completion,
-    stream_chat_completion,
-)
 from ..core.config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientConfig
+from ..core.engine import Call, Engine, make_plan
 from ..core.errors import InvalidRequestError
-from ..core.fallback import Candidate, FallbackPolicy, FallbackReport, FallbackRunner
-from ..core.routing import Requirements, RouteDecision, TaskRouter, estimate_tokens
-from ..core.usage import parse_usage
-from ._convert import (
-    StreamAccumulator,
-    _partial_json,
-    completion_to_response,
-    messages_to_openai,
-    tool_to_openai,
-)
+from ..core.fallback import FallbackPolicy, FallbackReport
+from ..core.routing import RouteDecision
+from ._convert import StreamAccumulator, completion_to_response, messages_to_openai, partial_json, tool_to_openai
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -62,33 +55,14 @@ __all__ = ["AIsaLLM"]
 UNKNOWN_CONTEXT_WINDOW = 8192
 
 
-def _chunk_has_content(chunk: Any) -> bool:
-    return any(c.delta is not None and (c.delta.content or c.delta.tool_calls) for c in chunk.choices)
-
-
-def _chunk_text(chunk: Any) -> str:
-    return "".join(c.delta.content or "" for c in chunk.choices if c.delta is not None)
-
-
-def _chunk_cost(chunk: Any) -> float | None:
-    usage = parse_usage(chunk.usage) if chunk.usage is not None else None
-    return usage.cost if usage else None
-
-
-def _json_schema_format(output_cls: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": output_cls.__name__, "schema": output_cls.model_json_schema()},
-    }
-
-
 class AIsaLLM(FunctionCallingLLM):
     """Any model behind the AIsa gateway (GPT, Claude, Gemini, Qwen, DeepSeek, Grok) in LlamaIndex.
 
     Built on the openai SDK with the AIsa base URL; the key comes from ``api_key`` or
     ``AISA_API_KEY`` (never ``OPENAI_*``). ``metadata`` (context window, tool support) comes from
     the model catalog, so agents and prompt packing work out of the box; usage, ``cost`` and
-    ``credits_remaining`` arrive in every response, streamed ones included.
+    ``credits_remaining`` arrive in every response, streamed ones included. ``fallback_models=``,
+    ``routes=`` and ``first_token_timeout=`` run the same engine as ``AIsaChatModel``.
 
     Example (offline, against the bundled simulator):
 
@@ -108,7 +82,8 @@ class AIsaLLM(FunctionCallingLLM):
     max_tokens: int | None = Field(default=None, description="Largest completion to generate.")
     timeout: float | None = Field(default=DEFAULT_TIMEOUT, description="Seconds per request.")
     max_retries: int = Field(
-        default=DEFAULT_MAX_RETRIES, description="Retries by the openai SDK (the only retry layer)."
+        default=DEFAULT_MAX_RETRIES,
+        description="Retries by the openai SDK for a single model (with fallback the policy is the one retry layer).",
     )
     additional_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Other request parameters, sent in the request body."
@@ -116,12 +91,18 @@ class AIsaLLM(FunctionCallingLLM):
     default_headers: dict[str, str] | None = Field(default=None, description="Extra HTTP headers.")
     context_window: int | None = Field(default=None, description="Override the catalog's context window.")
     is_function_calling: bool | None = Field(default=None, description="Override the catalog's tool support.")
-    stream_usage: bool = Field(default=True, description="Ask for usage when streaming (include_usage).")
+    stream_usage: bool = Field(default=True, description="Report usage in streamed responses.")
     strict: bool = Field(default=False, description="Strict JSON schemas for tools.")
     fallback_models: list[str] = Field(
         default_factory=list, description="Models to fail over to, in order (policy: core.fallback)."
     )
     fallback_policy: FallbackPolicy | None = Field(default=None, exclude=True, description="Fallback policy.")
+    first_token_timeout: float | None = Field(
+        default=None, description="Abandon an attempt with no content within this many seconds (and fail over)."
+    )
+    stall_timeout: float | None = Field(
+        default=None, description="Abandon an attempt silent this many seconds after its content started."
+    )
     routes: dict[str, Any] | None = Field(
         default=None,
         description="Route by task (core.routing): task -> model id, list of ids (fallback) or Cheapest(...).",
@@ -130,10 +111,12 @@ class AIsaLLM(FunctionCallingLLM):
     mid_stream: Literal["raise", "continue"] = Field(
         default="raise", description="After content was streamed: raise, or continue on a prefill-capable model."
     )
+    check_capabilities: bool = Field(
+        default=True, description="Skip (or refuse) models the catalog says cannot serve a request."
+    )
 
     _config: ClientConfig = PrivateAttr()
-    _attempt_config: ClientConfig = PrivateAttr()
-    _router: TaskRouter | None = PrivateAttr(default=None)
+    _engine: Engine = PrivateAttr()
 
     def __init__(
         self,
@@ -154,15 +137,21 @@ class AIsaLLM(FunctionCallingLLM):
             http_async_client=async_http_client,
         )
         self.api_base = self._config.base_url
-        self.api_key = None
-        if self.routes is not None or self.classifier is not None:
-            self._router = TaskRouter(self.routes, classifier=self.classifier)
-        # With fallback the runner is the one retry layer: the SDK's retries are switched off.
-        self._attempt_config = (
-            dataclasses.replace(self._config, max_retries=0)
-            if self.fallback_models or self._router is not None
-            else self._config
-        )  # the key lives only in the (secret) client config from here on
+        self.api_key = None  # the key lives only in the (secret) client config from here on
+        self._engine = Engine(
+            make_plan(
+                self._config,
+                model=self.model,
+                fallback_models=self.fallback_models,
+                routes=self.routes,
+                classifier=self.classifier,
+                policy=self.fallback_policy,
+                first_token_timeout=self.first_token_timeout,
+                stall_timeout=self.stall_timeout,
+                mid_stream=self.mid_stream,
+                check_capabilities=self.check_capabilities,
+            )
+        )
 
     model_config = {"populate_by_name": True, "arbitrary_types_allowed": True}
 
@@ -187,185 +176,98 @@ class AIsaLLM(FunctionCallingLLM):
         )
 
     # -- requests --------------------------------------------------------------------------
-    def _request(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _prepare(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Call:
         task = kwargs.pop("task", None)
-        request: dict[str, Any] = {
-            "model": self.model,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            **self.additional_kwargs,
-            **kwargs,
-        }
+        defaults = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        request = wire.merge_params(defaults, extras=self.additional_kwargs, call=kwargs)
         request["messages"] = messages_to_openai(messages)
-        if self._router is not None:
-            decision = self._route(messages, request, task)
-            request["model"] = decision.model
-            request["_aisa_route"] = decision
-        return request
-
-    def _route(self, messages: Sequence[ChatMessage], request: dict[str, Any], task: str | None) -> RouteDecision:
-        assert self._router is not None
-        images = sum(1 for m in messages for b in m.blocks if isinstance(b, ImageBlock))
-        text = next((m.content or "" for m in reversed(messages) if m.role == MessageRole.USER), "")
-        response_format = request.get("response_format")
-        needs = Requirements(
-            vision=images > 0,
-            tools=bool(request.get("tools")),
-            json_schema=isinstance(response_format, dict) and response_format.get("type") == "json_schema",
-            prompt_tokens=estimate_tokens(request["messages"]),
-        )
-        return self._router.decide(text, needs=needs, images=images, task=task)
+        return self._engine.prepare(request, explicit=tuple(kwargs), task=task)
 
     def decide(self, messages: Sequence[ChatMessage], **kwargs: Any) -> RouteDecision:
         """Where a request would be routed, and why, without sending it."""
-        if self._router is None:
+        if self._engine.plan.router is None:
             raise InvalidRequestError("This AIsaLLM has no routes; pass routes={...} to route by task.")
-        request = self._request(messages, dict(kwargs))
-        return request["_aisa_route"]
-
-    def _fallback_models(self, request: dict[str, Any]) -> list[str]:
-        """The models this request may be served by, in order ([] for a single plain call)."""
-        decision = request.get("_aisa_route")
-        if decision is not None and isinstance(decision.target, list):
-            return [m for m in decision.target if isinstance(m, str)]
-        if decision is not None:
-            return [decision.model]
-        return [self.model, *self.fallback_models] if self.fallback_models else []
-
-    # -- fallback ---------------------------------------------------------------------------
-    def _runner(self, models: list[str]) -> FallbackRunner:
-        catalog = default_catalog()
-        candidates = []
-        for model in models:
-            info = catalog.info(model)
-            candidates.append(
-                Candidate(
-                    model=model,
-                    base_url=self._config.base_url,
-                    target=model,
-                    context_window=info.context_window,
-                    accepts_prefill=info.assistant_prefill is True,
-                )
-            )
-        return FallbackRunner(candidates, self.fallback_policy or FallbackPolicy())
-
-    def _attempt_request(self, request: dict[str, Any], cand: Candidate[str], prefill: str | None) -> dict[str, Any]:
-        attempt = {k: v for k, v in request.items() if k != "_aisa_route"}
-        attempt["model"] = cand.model
-        if prefill is not None:
-            attempt["messages"] = [*request["messages"], {"role": "assistant", "content": prefill}]
-        return attempt
-
-    def _fallback_chunks(self, request: dict[str, Any], report: FallbackReport) -> Iterator[Any]:
-        def open_stream(cand: Candidate[str], prefill: str | None) -> Iterator[Any]:
-            return stream_chat_completion(
-                self._attempt_config, self._attempt_request(request, cand, prefill), include_usage=True
-            )
-
-        return self._runner(self._fallback_models(request)).stream(
-            open_stream,
-            is_content=_chunk_has_content,
-            text_of=_chunk_text,
-            cost_of=_chunk_cost,
-            mid_stream=self.mid_stream,
-            report=report,
-        )
-
-    def _afallback_chunks(self, request: dict[str, Any], report: FallbackReport) -> AsyncIterator[Any]:
-        def open_stream(cand: Candidate[str], prefill: str | None) -> AsyncIterator[Any]:
-            return astream_chat_completion(
-                self._attempt_config, self._attempt_request(request, cand, prefill), include_usage=True
-            )
-
-        return self._runner(self._fallback_models(request)).astream(
-            open_stream,
-            is_content=_chunk_has_content,
-            text_of=_chunk_text,
-            cost_of=_chunk_cost,
-            mid_stream=self.mid_stream,
-            report=report,
-        )
+        route = self._prepare(messages, dict(kwargs)).route
+        assert route is not None
+        return route
 
     @staticmethod
-    def _with_report(response: ChatResponse | None, report: FallbackReport, request: dict[str, Any]) -> ChatResponse:
-        response = response or ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=""))
-        extra: dict[str, Any] = {"aisa": report.to_dict()}
-        if request.get("_aisa_route") is not None:
-            extra["aisa_route"] = request["_aisa_route"].to_dict()
+    def _extra(report: FallbackReport | None, route: RouteDecision | None) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if report is not None:
+            extra["aisa"] = report.to_dict()
+        if route is not None:
+            extra["aisa_route"] = route.to_dict()
+        return extra
+
+    def _response(
+        self, completion: dict[str, Any], report: FallbackReport | None, route: RouteDecision | None
+    ) -> ChatResponse:
+        response = completion_to_response(completion)
+        extra = self._extra(report, route)
+        if extra:
+            response.additional_kwargs.update(extra)
+        return response
+
+    @staticmethod
+    def _final(last: ChatResponse | None, extra: dict[str, Any]) -> ChatResponse:
+        last = last or ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=""))
         return ChatResponse(
-            message=response.message,
-            delta="",
-            raw=response.raw,
-            additional_kwargs={**response.additional_kwargs, **extra},
+            message=last.message, delta="", raw=last.raw, additional_kwargs={**last.additional_kwargs, **extra}
         )
 
     # -- chat ------------------------------------------------------------------------------
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        request = self._request(messages, kwargs)
-        if not self._fallback_models(request):
-            return completion_to_response(create_chat_completion(self._config, request))
-        # Streamed under the hood: that is how a silent model is caught at first_token_timeout.
-        report = FallbackReport(requested_model=self.model)
-        accumulator = StreamAccumulator()
-        last = None
-        for chunk in self._fallback_chunks(request, report):
-            last = accumulator.add(chunk) or last
-        return self._with_report(last, report, request)
+        call = self._prepare(messages, kwargs)
+        outcome = self._engine.complete(call)
+        assert outcome.completion is not None
+        return self._response(outcome.completion, outcome.report, outcome.route)
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        request = self._request(messages, kwargs)
-        if not self._fallback_models(request):
-            return completion_to_response(await acreate_chat_completion(self._config, request))
-        report = FallbackReport(requested_model=self.model)
-        accumulator = StreamAccumulator()
-        last = None
-        async for chunk in self._afallback_chunks(request, report):
-            last = accumulator.add(chunk) or last
-        return self._with_report(last, report, request)
+        call = self._prepare(messages, kwargs)
+        outcome = await self._engine.acomplete(call)
+        assert outcome.completion is not None
+        return self._response(outcome.completion, outcome.report, outcome.route)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        request = self._request(messages, kwargs)
+        call = self._prepare(messages, kwargs)  # bad input raises here, before the generator starts
 
         def gen() -> ChatResponseGen:
             accumulator = StreamAccumulator()
-            report = FallbackReport(requested_model=self.model)
-            planned = bool(self._fallback_models(request))
-            chunks = (
-                self._fallback_chunks(request, report)
-                if planned
-                else stream_chat_completion(self._config, request, include_usage=self.stream_usage)
-            )
+            stream = self._engine.stream(call)
             last = None
-            for chunk in chunks:
-                response = accumulator.add(chunk)
-                if response is not None:
-                    last = response
-                    yield response
-            if planned:
-                yield self._with_report(last, report, request)
+            try:
+                for chunk in stream:
+                    response = accumulator.add(chunk)
+                    if response is not None:
+                        last = response
+                        yield response
+            finally:
+                stream.close()
+            extra = self._extra(stream.report, stream.route)
+            if extra:
+                yield self._final(last, extra)
 
         return gen()
 
     async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        request = self._request(messages, kwargs)
+        call = self._prepare(messages, kwargs)
 
         async def gen() -> ChatResponseAsyncGen:
             accumulator = StreamAccumulator()
-            report = FallbackReport(requested_model=self.model)
-            planned = bool(self._fallback_models(request))
-            chunks = (
-                self._afallback_chunks(request, report)
-                if planned
-                else astream_chat_completion(self._config, request, include_usage=self.stream_usage)
-            )
+            stream = self._engine.astream(call)
             last = None
-            async for chunk in chunks:
-                response = accumulator.add(chunk)
-                if response is not None:
-                    last = response
-                    yield response
-            if planned:
-                yield self._with_report(last, report, request)
+            try:
+                async for chunk in stream:
+                    response = accumulator.add(chunk)
+                    if response is not None:
+                        last = response
+                        yield response
+            finally:
+                await stream.aclose()
+            extra = self._extra(stream.report, stream.route)
+            if extra:
+                yield self._final(last, extra)
 
         return gen()
 
@@ -417,7 +319,7 @@ class AIsaLLM(FunctionCallingLLM):
         **kwargs: Any,
     ) -> dict[str, Any]:
         strict = self.strict if strict is None else strict
-        specs = [tool_to_openai(tool, strict=strict) for tool in tools]
+        specs = wire.check_tools([tool_to_openai(tool, strict=strict) for tool in tools])
         messages = list(chat_history or [])
         if user_msg is not None:
             messages.append(
@@ -426,26 +328,10 @@ class AIsaLLM(FunctionCallingLLM):
         prepared: dict[str, Any] = {"messages": messages, **kwargs}
         if specs:
             prepared["tools"] = specs
-            prepared["tool_choice"] = self._tool_choice(tool_choice, tool_required, specs)
+            choice = tool_choice if tool_choice is not None else ("required" if tool_required else "auto")
+            prepared["tool_choice"] = wire.normalize_tool_choice(choice, specs)
             prepared["parallel_tool_calls"] = allow_parallel_tool_calls
         return prepared
-
-    @staticmethod
-    def _tool_choice(choice: Any, required: bool, specs: list[dict[str, Any]]) -> Any:
-        names = [s["function"]["name"] for s in specs]
-        if choice is None:
-            return "required" if required else "auto"
-        if choice in ("auto", "none", "required"):
-            return choice
-        if isinstance(choice, dict):
-            return choice
-        if isinstance(choice, str):
-            if choice not in names:
-                raise InvalidRequestError(f"tool_choice={choice!r} names no given tool (tools: {names}).")
-            return {"type": "function", "function": {"name": choice}}
-        raise InvalidRequestError(
-            f"tool_choice={choice!r} is not understood; use 'auto', 'none', 'required' or a name."
-        )
 
     def get_tool_calls_from_response(
         self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
@@ -460,7 +346,7 @@ class AIsaLLM(FunctionCallingLLM):
                 try:
                     args = json.loads(args) if args else {}
                 except json.JSONDecodeError:
-                    args = _partial_json(args)
+                    args = partial_json(args)
             selections.append(
                 ToolSelection(
                     tool_id=block.tool_call_id or "",
@@ -476,7 +362,8 @@ class AIsaLLM(FunctionCallingLLM):
     def _use_json_schema(self) -> bool:
         from llama_index.core.types import PydanticProgramMode
 
-        return self.pydantic_program_mode == PydanticProgramMode.DEFAULT and self.model_info.json_schema is True
+        default_mode = self.pydantic_program_mode == PydanticProgramMode.DEFAULT
+        return default_mode and structured_output_method(self.model_info) == "json_schema"
 
     def structured_predict(
         self,
@@ -490,7 +377,7 @@ class AIsaLLM(FunctionCallingLLM):
         if not self._use_json_schema():
             return super().structured_predict(output_cls, prompt, llm_kwargs=llm_kwargs, **prompt_args)
         messages = self._extend_messages(prompt.format_messages(**prompt_args))
-        response = self.chat(messages, response_format=_json_schema_format(output_cls), **(llm_kwargs or {}))
+        response = self.chat(messages, response_format=wire.pydantic_format(output_cls), **(llm_kwargs or {}))
         return output_cls.model_validate_json(response.message.content or "")
 
     async def astructured_predict(
@@ -503,5 +390,5 @@ class AIsaLLM(FunctionCallingLLM):
         if not self._use_json_schema():
             return await super().astructured_predict(output_cls, prompt, llm_kwargs=llm_kwargs, **prompt_args)
         messages = self._extend_messages(prompt.format_messages(**prompt_args))
-        response = await self.achat(messages, response_format=_json_schema_format(output_cls), **(llm_kwargs or {}))
+        response = await self.achat(messages, response_format=wire.pydantic_format(output_cls), **(llm_kwargs or {}))
         return output_cls.model_validate_json(response.message.content or "")

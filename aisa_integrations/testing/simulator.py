@@ -278,6 +278,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return 400, "invalid_request", f"messages[{i}].content must be a string or an array."
             if message.get("role") == "tool" and not message.get("tool_call_id"):
                 return 400, "invalid_request", f"messages[{i}] (tool) needs tool_call_id."
+            for k, call in enumerate(message.get("tool_calls") or ()):
+                if isinstance(call, Mapping) and "extra_content" in call and info.family != "gemini":
+                    return (
+                        400,
+                        "invalid_request",
+                        f"messages[{i}].tool_calls[{k}].extra_content is not accepted by {model}.",
+                    )
         for i, tool in enumerate(body.get("tools") or []):
             fn = tool.get("function") if isinstance(tool, Mapping) else None
             if not isinstance(fn, Mapping) or tool.get("type") != "function":
@@ -736,7 +743,7 @@ class AIsaSimulator:
         model = self._served_as.get(body["model"], body["model"])
         legacy = bool(body.get("functions")) and not body.get("tools")
         message: dict[str, Any] = {"role": "assistant", "content": reply.content}
-        calls = _wire_calls(reply)
+        calls = _wire_calls(reply, self.catalog.info(body["model"]).family)
         finish = reply.finish_reason or "stop"
         if calls and legacy:
             message["function_call"] = calls[0]["function"]
@@ -780,7 +787,7 @@ class AIsaSimulator:
             yield event({"reasoning_content": piece})
         for piece in split_words(reply.content or ""):
             yield event({"content": piece})
-        calls = _wire_calls(reply)
+        calls = _wire_calls(reply, self.catalog.info(body["model"]).family)
         finish = reply.finish_reason or "stop"
         if calls and legacy:
             call = calls[0]["function"]
@@ -796,6 +803,8 @@ class AIsaSimulator:
                     "type": "function",
                     "function": {"name": call["function"]["name"], "arguments": ""},
                 }
+                if "extra_content" in call:
+                    first["extra_content"] = call["extra_content"]
                 yield event({"tool_calls": [first]})
                 for piece in _arg_pieces(call["function"]["arguments"]):
                     yield event({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
@@ -813,11 +822,19 @@ def _completion_tokens(reply: ScriptedReply) -> int:
     return max(total, 1)
 
 
-def _wire_calls(reply: ScriptedReply) -> list[dict[str, Any]]:
+def _wire_calls(reply: ScriptedReply, family: str = "") -> list[dict[str, Any]]:
     calls = []
     for call in reply.tool_calls:
         arguments = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
-        calls.append({"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}})
+        wire: dict[str, Any] = {
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": arguments},
+        }
+        if family == "gemini":
+            # As Gemini's OpenAI-compatible API does: a signature that must come back with the call next turn.
+            wire["extra_content"] = {"google": {"thought_signature": f"sig-{call.id}"}}
+        calls.append(wire)
     return calls
 
 

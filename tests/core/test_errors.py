@@ -1,4 +1,5 @@
-"""Every error the gateway or the wire can produce, through the real openai SDK and real sockets."""
+"""Every error the gateway or the wire can produce, through the real openai SDK and real sockets
+(the core's transport: answers are plain dicts)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,10 @@ import socket
 import openai
 import pytest
 
-from aisa_integrations.core import (
-    ClientConfig,
-    acreate_chat_completion,
-    astream_chat_completion,
-    create_chat_completion,
-    stream_chat_completion,
-)
+from aisa_integrations.core import ClientConfig
 from aisa_integrations.core import errors as E
+from aisa_integrations.core.chat import chat
+from aisa_integrations.core.transport import aopen_chat_stream, apost_chat, open_chat_stream, post_chat
 from aisa_integrations.testing import Fault
 
 HELLO = [{"role": "user", "content": "Say hello to the whole wide world"}]
@@ -26,7 +23,7 @@ def config_for(sim, **kw):
 
 
 def call(sim, model="gpt-4o", **kw):
-    return create_chat_completion(config_for(sim, **kw), {"model": model, "messages": HELLO})
+    return post_chat(config_for(sim, **kw), {"model": model, "messages": HELLO})
 
 
 STATUS_CASES = [
@@ -73,7 +70,7 @@ def test_every_status_maps_to_a_typed_error(sim, fault, ours, sdk, code):
 async def test_async_path_maps_the_same(sim):
     sim.inject("gpt-4o", Fault(status=402))
     with pytest.raises(E.InsufficientCreditsError, match="add credits"):
-        await acreate_chat_completion(config_for(sim), {"model": "gpt-4o", "messages": HELLO})
+        await apost_chat(config_for(sim), {"model": "gpt-4o", "messages": HELLO})
 
 
 def test_insufficient_credits_says_how_to_add_credits(sim):
@@ -105,13 +102,13 @@ def test_rate_limit_carries_retry_after(sim):
 def test_real_context_overflow_from_the_catalog_window(sim):
     huge = [{"role": "user", "content": "word " * 20_000}]  # ~25K tokens > qwen-max's 32K? no: > gpt-3.5's 16K
     with pytest.raises(E.ContextLengthExceededError, match="maximum context length"):
-        create_chat_completion(config_for(sim), {"model": "gpt-3.5-turbo", "messages": huge})
+        post_chat(config_for(sim), {"model": "gpt-3.5-turbo", "messages": huge})
 
 
 def test_wrong_key_is_an_authentication_error(sim):
     config = ClientConfig.resolve(api_key="wrong-key-123456", base_url=sim.base_url, max_retries=0)
     with pytest.raises(E.AuthenticationError, match="AISA_API_KEY"):
-        create_chat_completion(config, {"model": "gpt-4o", "messages": HELLO})
+        post_chat(config, {"model": "gpt-4o", "messages": HELLO})
 
 
 def test_key_echoed_by_the_server_is_redacted(sim):
@@ -142,19 +139,19 @@ def test_nothing_listening_is_a_connection_error():
         port = s.getsockname()[1]
     config = ClientConfig.resolve(api_key="k", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
     with pytest.raises(E.APIConnectionError, match="Could not reach"):
-        create_chat_completion(config, {"model": "gpt-4o", "messages": HELLO})
+        post_chat(config, {"model": "gpt-4o", "messages": HELLO})
 
 
 def test_malformed_body(sim):
     sim.inject("gpt-4o", Fault(malformed_body=True))
-    with pytest.raises(E.MalformedResponseError, match="not valid JSON"):
+    with pytest.raises(E.MalformedResponseError, match="HTTP 200 with a body that is not JSON"):
         call(sim)
 
 
 def test_sdk_retries_honour_retry_after_and_succeed(sim):
     sim.inject("gpt-4o", Fault(status=429, retry_after=0.05, times=1))
     completion = call(sim, max_retries=2)
-    assert completion.choices[0].message.content
+    assert completion["choices"][0]["message"]["content"]
     assert [r.status for r in sim.chat_requests("gpt-4o")] == [429, 200]
 
 
@@ -162,13 +159,13 @@ def test_sdk_retries_honour_retry_after_and_succeed(sim):
 
 
 def stream(sim, **kw):
-    return list(stream_chat_completion(config_for(sim, **kw), {"model": "gpt-4o", "messages": HELLO}))
+    return list(open_chat_stream(config_for(sim, **kw), {"model": "gpt-4o", "messages": HELLO}))
 
 
 def test_clean_stream_ends_with_usage(sim):
     chunks = stream(sim)
-    assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens > 0
-    assert any(c.choices and c.choices[0].finish_reason == "stop" for c in chunks)
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
+    assert any(c["choices"] and c["choices"][0]["finish_reason"] == "stop" for c in chunks)
 
 
 def test_stream_cut_mid_answer_keeps_the_partial_text(sim):
@@ -197,7 +194,7 @@ def test_malformed_chunk(sim):
 def test_missing_done_after_a_finish_is_accepted(sim):
     sim.inject("gpt-4o", Fault(missing_done=True))
     chunks = stream(sim)
-    assert chunks[-1].usage is not None
+    assert chunks[-1]["usage"] is not None
 
 
 def test_stream_without_finish_reason_is_incomplete(sim):
@@ -221,16 +218,16 @@ async def test_async_stream_cut(sim):
     sim.inject("gpt-4o", Fault(drop_after=4))
     got = []
     with pytest.raises(E.StreamInterruptedError) as info:
-        async for chunk in astream_chat_completion(config_for(sim), {"model": "gpt-4o", "messages": HELLO}):
+        async for chunk in await aopen_chat_stream(config_for(sim), {"model": "gpt-4o", "messages": HELLO}):
             got.append(chunk)
     assert len(got) == 4 and info.value.partial_text
 
 
-def test_unknown_parameters_travel_in_extra_body(sim):
+def test_extras_travel_in_the_body_and_unset_values_are_not_sent(sim):
     config = config_for(sim)
-    create_chat_completion(config, {"model": "gpt-4o", "messages": HELLO, "top_k": 5, "temperature": None})
+    chat(config, {"model": "gpt-4o", "messages": HELLO, "extra_body": {"top_k": 5}, "temperature": None})
     body = sim.chat_requests()[-1].body
-    assert body["top_k"] == 5 and "temperature" not in body
+    assert body["top_k"] == 5 and "temperature" not in body and "extra_body" not in body
 
 
 def test_errors_pickle_free_repr_and_mro_are_sane():

@@ -1,18 +1,32 @@
-"""The fallback policy's pieces on their own: classification, waits, circuit breakers."""
+"""The fallback policy on its own: classification (ours, the SDK's, foreign exceptions) and waits."""
 
 from __future__ import annotations
 
-import threading
-
+import httpx2
+import openai
 import pytest
 
 from aisa_integrations.core import errors as E
 from aisa_integrations.core.fallback import (
-    CircuitBreaker,
+    AllModelsFailedError,
     FallbackPolicy,
     FirstTokenTimeoutError,
     classify,
 )
+
+_REQUEST = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
+
+
+def sdk_status(cls, status):
+    return cls("x", response=httpx2.Response(status, request=_REQUEST), body=None)
+
+
+class ProviderError(Exception):
+    """Another provider SDK's error: states an HTTP status."""
+
+    def __init__(self, status_code):
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
 
 
 def status_error(cls, status, **attrs):
@@ -35,11 +49,23 @@ def status_error(cls, status, **attrs):
         (status_error(E.ModelNotFoundError, 404), "not_found"),
         (E.APITimeoutError("t"), "timeout"),
         (FirstTokenTimeoutError("t"), "timeout"),
-        (E.StreamStalledError("s"), "timeout"),
+        (E.StreamStalledError("s"), "incomplete"),  # a non-streamed call restarts it; nothing reached the caller
         (E.StreamInterruptedError("cut"), "incomplete"),
         (E.MalformedResponseError("bad"), "incomplete"),
         (E.APIConnectionError("reset"), "connection"),
         (E.InvalidRequestError("bad block"), "bad_request"),
+        (E.ConfigurationError("no key"), "bad_request"),
+        # what a foreign member raises: the SDK's errors by status, others per fallback_on
+        (sdk_status(openai.InternalServerError, 500), "server"),
+        (sdk_status(openai.RateLimitError, 429), "rate_limit"),
+        (sdk_status(openai.AuthenticationError, 401), "auth"),
+        (sdk_status(openai.BadRequestError, 400), "bad_request"),
+        (openai.APITimeoutError(request=_REQUEST), "timeout"),
+        (openai.APIConnectionError(request=_REQUEST), "connection"),
+        (ProviderError(503), "server"),
+        (ProviderError(402), "credits"),
+        (RuntimeError("boom"), "other"),
+        (AllModelsFailedError("nested fallback gave up"), "other"),
     ],
 )
 def test_classification(exc, expected):
@@ -73,50 +99,13 @@ def test_unknown_failure_class_is_refused():
         FallbackPolicy(fallback_on={"server", "sometimes"})
 
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
+def test_other_failures_fail_over_by_default_and_can_be_excluded():
+    assert "other" in FallbackPolicy().fallback_on
+    assert "other" not in FallbackPolicy(fallback_on={"server"}).fallback_on
 
 
-def test_breaker_opens_probes_once_and_closes():
-    clock = Clock()
-    breaker = CircuitBreaker(threshold=3, cooldown=10, clock=clock)
-    for _ in range(2):
-        breaker.failure()
-    assert breaker.state == "closed" and breaker.allow()
-    breaker.failure()
-    assert breaker.state == "open" and not breaker.allow()
-    clock.now = 10.0
-    assert breaker.state == "half_open"
-    assert breaker.allow() and not breaker.allow()  # exactly one probe
-    breaker.success()
-    assert breaker.state == "closed" and breaker.failures == 0
-
-
-def test_failed_probe_reopens_and_retry_after_extends_the_cooldown():
-    clock = Clock()
-    breaker = CircuitBreaker(threshold=1, cooldown=5, clock=clock)
-    breaker.failure(retry_after=30)
-    clock.now = 10
-    assert breaker.state == "open"  # Retry-After said 30 s
-    clock.now = 30
-    assert breaker.allow()
-    breaker.failure()
-    assert breaker.state == "open" and breaker.snapshot()["times_opened"] == 2
-
-
-def test_breaker_is_thread_safe_one_probe_among_many_threads():
-    clock = Clock()
-    breaker = CircuitBreaker(threshold=1, cooldown=1, clock=clock)
-    breaker.failure()
-    clock.now = 2
-    allowed = []
-    threads = [threading.Thread(target=lambda: allowed.append(breaker.allow())) for _ in range(32)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert allowed.count(True) == 1
+def test_timeouts_must_be_positive():
+    with pytest.raises(E.ConfigurationError, match="first_token_timeout"):
+        FallbackPolicy(first_token_timeout=0)
+    with pytest.raises(E.ConfigurationError, match="cooldown"):
+        FallbackPolicy(cooldown=10, max_cooldown=5)

@@ -110,7 +110,7 @@ def test_users_replace_routes_and_lists_are_fallback_chains():
     router = TaskRouter({"fast": "gemini-2.0-flash", "code": ["deepseek-coder", "gpt-4.1"]})
     assert router.decide("hi?", needs=Requirements()).model == "gemini-2.0-flash"
     decision = router.decide("Write a Python script that renames files", needs=Requirements())
-    assert decision.target == ["deepseek-coder", "gpt-4.1"] and decision.model == "deepseek-coder"
+    assert decision.targets == ["deepseek-coder", "gpt-4.1"] and decision.model == "deepseek-coder"
 
 
 def test_cheapest_policy_route():
@@ -164,7 +164,7 @@ def test_zero_constraint_violations_over_a_matrix(routes):
         except NoEligibleModelError:
             assert not any(not needs.violations(m) for m in catalog)  # only when truly nothing qualifies
             continue
-        chosen = decision.target if isinstance(decision.target, list) else [decision.model]
+        chosen = decision.targets
         for model in chosen:
             assert needs.violations(catalog.info(model)) == [], (prompt, needs, decision)
         checked += 1

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from aisa_integrations.core import create_chat_completion, parse_usage
+from aisa_integrations.core import parse_usage
+from aisa_integrations.core.chat import chat
 from aisa_integrations.core.usage import Usage
 
 
@@ -39,10 +40,8 @@ def test_usage_from_the_sdk_object_keeps_gateway_extras(sim):
     from aisa_integrations.core import ClientConfig
 
     config = ClientConfig.resolve(api_key=sim.api_key, base_url=sim.base_url)
-    completion = create_chat_completion(
-        config, {"model": "deepseek-r1", "messages": [{"role": "user", "content": "Think."}]}
-    )
-    usage = parse_usage(completion.usage)
+    completion = chat(config, {"model": "deepseek-r1", "messages": [{"role": "user", "content": "Think."}]})
+    usage = parse_usage(completion["usage"])
     assert usage.cost is not None and usage.cost > 0
     assert usage.credits_remaining is not None and usage.credits_remaining < sim.initial_credits
     assert usage.reasoning_tokens and usage.reasoning_tokens > 0

@@ -337,10 +337,10 @@ def test_pdf_and_audio_blocks(llm, sim):
         ({"type": "image", "base64": "not base64!!", "mime_type": "image/png"}, "not valid base64"),
         ({"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}, "not valid base64"),
         ({"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}, "http"),
-        ({"type": "file", "url": "https://example.com/x.pdf"}, "as base64"),
-        ({"type": "video", "url": "https://example.com/v.mp4"}, "'video'"),
+        ({"type": "file", "url": "https://example.com/x.pdf"}, "does not support file URLs"),
+        ({"type": "video", "url": "https://example.com/v.mp4"}, "video"),
         ({"type": "mystery", "payload": 1}, "'mystery'"),
-        ({"type": "text"}, "'text' block"),
+        ({"type": "text"}, "missing expected key"),
     ],
     ids=["bad-base64", "bad-data-url", "file-url-image", "file-by-url", "video", "unknown", "no-text"],
 )
@@ -452,35 +452,31 @@ def test_streamed_tool_calls_merge_into_valid_calls(llm, sim):
 
 
 def test_tool_ids_repeated_by_the_provider_are_not_concatenated():
-    from openai.types.chat import ChatCompletionChunk
-
     from aisa_integrations.langchain._convert import StreamState, chunk_to_generation
 
     def delta(arguments, **fn):
-        return ChatCompletionChunk.model_validate(
-            {
-                "id": "x",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": "gemini-2.0-flash",
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": None,
-                        "delta": {
-                            "tool_calls": [
-                                {
-                                    "index": 0,
-                                    "id": "call_1",
-                                    "type": "function",
-                                    "function": {"arguments": arguments, **fn},
-                                }
-                            ]
-                        },
-                    }
-                ],
-            }
-        )
+        return {
+            "id": "x",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "gemini-2.0-flash",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": None,
+                    "delta": {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"arguments": arguments, **fn},
+                            }
+                        ]
+                    },
+                }
+            ],
+        }
 
     state = StreamState()
     parts = [
@@ -555,10 +551,17 @@ def test_include_raw_and_parsing_errors(llm, sim):
     assert broken["parsed"] is None and broken["parsing_error"] is not None
 
 
-def test_json_schema_warns_for_models_without_it(sim):
+def test_json_schema_on_a_model_without_it_is_refused_before_sending(sim):
     claude = AIsaChatModel(model="claude-3-opus", api_key=sim.api_key, base_url=sim.base_url)
-    with pytest.warns(UserWarning, match="json_schema"):
-        claude.with_structured_output(Person, method="json_schema")
+    structured = claude.with_structured_output(Person, method="json_schema")
+    with pytest.raises(E.InvalidRequestError, match="claude-3-opus: no json_schema response format"):
+        structured.invoke("Ada is 36")
+    assert sim.requests == []
+    trusting = AIsaChatModel(
+        model="claude-3-opus", api_key=sim.api_key, base_url=sim.base_url, check_capabilities=False
+    )
+    trusting.with_structured_output(Person, method="json_schema").invoke("Ada is 36")  # the user knows better
+    assert last_body(sim)["response_format"]["type"] == "json_schema"
 
 
 def test_bind_tools_forwards_response_format(llm, sim):
@@ -595,11 +598,17 @@ def test_stream_usage_on_exactly_one_chunk_and_fields_merge_cleanly(llm, sim):
     assert total.usage_metadata["total_tokens"] > 0
 
 
-def test_stream_usage_can_be_switched_off(sim):
+def test_stream_usage_can_be_hidden_but_is_always_counted(sim):
+    from aisa_integrations import get_aisa_callback
+
     llm = AIsaChatModel(model="gpt-4o", api_key=sim.api_key, base_url=sim.base_url, stream_usage=False)
-    chunks = list(llm.stream("hi"))
-    assert "stream_options" not in last_body(sim)
+    with get_aisa_callback() as cb:
+        chunks = list(llm.stream("hi"))
     assert not any(c.usage_metadata for c in chunks)
+    assert last_body(sim)["stream_options"] == {
+        "include_usage": True
+    }  # a stream that cannot be counted cannot be tracked
+    assert cb.requests == 1 and cb.total_cost == pytest.approx(sim.total_billed)
 
 
 def test_reasoning_content_read_and_sent_back(sim):
@@ -649,9 +658,11 @@ def test_profile_from_the_catalog():
     assert AIsaChatModel(model="brand-new-model", api_key="k").profile is None
 
 
-def test_tools_on_a_model_without_tools_warns():
-    with pytest.warns(UserWarning, match="does not support tool calling"):
-        AIsaChatModel(model="deepseek-r1", api_key="k").bind_tools([multiply])
+def test_tools_on_a_model_without_tools_are_refused_before_sending(sim):
+    bound = AIsaChatModel(model="deepseek-r1", api_key=sim.api_key, base_url=sim.base_url).bind_tools([multiply])
+    with pytest.raises(E.InvalidRequestError, match="deepseek-r1: no tool calling"):
+        bound.invoke("Multiply 6 by 7")
+    assert sim.requests == []
 
 
 # -- errors ----------------------------------------------------------------------------------

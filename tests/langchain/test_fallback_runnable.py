@@ -46,12 +46,31 @@ def fallback(sim):
     )
 
 
-def test_members_built_from_ids_and_instances_have_sdk_retries_off(sim):
-    member = AIsaChatModel(model="qwen-max", api_key=sim.api_key, base_url=sim.base_url, max_retries=5)
+def test_the_policy_is_the_one_retry_layer_and_members_keep_their_settings(sim):
+    member = AIsaChatModel(model="qwen-max", api_key=sim.api_key, base_url=sim.base_url, max_retries=5, temperature=0.9)
     runnable = FallbackRunnable(["gpt-4.1", member], api_key=sim.api_key, base_url=sim.base_url, temperature=0.2)
-    assert [m.max_retries for m in runnable.models] == [0, 0]
-    assert runnable.models[0].temperature == 0.2 and member.max_retries == 5  # the caller's model is untouched
-    assert runnable.model_names == ["gpt-4.1", "qwen-max"]
+    assert (
+        runnable.model_names == ["gpt-4.1", "qwen-max"] and member.max_retries == 5
+    )  # the caller's model is untouched
+    sim.inject("gpt-4.1", Fault(status=503))
+    sim.inject("qwen-max", Fault(status=503, times=1))
+    reply = runnable.invoke("hi")
+    assert reply.response_metadata["model_name"] == "qwen-max"
+    assert len(sim.chat_requests("gpt-4.1")) == 2 and len(sim.chat_requests("qwen-max")) == 2  # no SDK retries
+    assert sim.chat_requests("gpt-4.1")[0].body["temperature"] == 0.2
+    assert sim.chat_requests("qwen-max")[-1].body["temperature"] == 0.9  # the member's own setting
+    assert (
+        runnable.invoke("hi", temperature=0.1) and sim.chat_requests()[-1].body["temperature"] == 0.1
+    )  # the call's wins
+
+
+def test_signature_lists_every_policy_knob():
+    import inspect
+
+    params = inspect.signature(FallbackRunnable).parameters
+    for knob in FallbackPolicy.field_names():
+        assert knob in params, knob
+    assert "mid_stream" in params and "policy" in params
 
 
 def test_policy_fields_as_keywords_or_object(sim):
@@ -68,11 +87,28 @@ def test_bind_tools_binds_every_member(fallback, sim):
     assert all(r.body["tool_choice"]["function"]["name"] == "multiply" for r in sim.chat_requests())
 
 
-@pytest.mark.parametrize("method", ["function_calling", "json_schema"])
-def test_structured_output_with_fallback(fallback, sim, method):
-    structured = fallback.with_structured_output(Person, method=method)
+def test_structured_output_with_fallback(fallback, sim):
+    structured = fallback.with_structured_output(Person)
     assert structured.invoke("Ada is 36") == Person(name="Ada", age=36)
     assert sim.chat_requests()[-1].model == "claude-3-sonnet"
+
+
+def test_json_schema_output_skips_a_member_that_cannot_honour_it(sim):
+    sim.inject("gpt-4.1", Fault(status=503))
+    runnable = FallbackRunnable(
+        ["gpt-4.1", "claude-3-sonnet", "gemini-2.0-flash"], api_key=sim.api_key, base_url=sim.base_url
+    )
+    raw = runnable.with_structured_output(Person, method="json_schema", include_raw=True).invoke("Ada is 36")
+    assert raw["parsed"] == Person(name="Ada", age=36)
+    attempts = raw["raw"].response_metadata["aisa"]["attempts"]
+    assert [(a["model"], a["outcome"]) for a in attempts] == [
+        ("claude-3-sonnet", "skipped"),
+        ("gpt-4.1", "error"),
+        ("gpt-4.1", "error"),
+        ("gemini-2.0-flash", "ok"),
+    ]
+    assert attempts[0]["error"] == "no json_schema response format"
+    assert sim.chat_requests("claude-3-sonnet") == []
 
 
 def test_bind_with_config_with_retry(fallback):
@@ -101,25 +137,28 @@ def test_as_the_model_of_an_agent(fallback, sim):
     assert "42" in result["messages"][-1].content
 
 
-def test_each_attempt_is_a_child_of_one_parent_run(fallback):
+def test_one_run_per_call_and_each_token_reported_once(fallback):
     class Recorder(BaseCallbackHandler):
         def __init__(self):
-            self.starts: list[tuple[Any, Any, str]] = []
+            self.starts: list[Any] = []
+            self.tokens: list[str] = []
             self.errors = 0
 
         def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kwargs):
-            self.starts.append((run_id, parent_run_id, kwargs.get("invocation_params", {}).get("model")))
+            self.starts.append(run_id)
+
+        def on_llm_new_token(self, token, **kwargs):
+            self.tokens.append(token)
 
         def on_llm_error(self, error, **kwargs):
             self.errors += 1
 
     recorder = Recorder()
-    fallback.invoke("hi", config={"callbacks": [recorder]})
-    parent_id = recorder.starts[0][0]
-    children = recorder.starts[1:]
-    assert recorder.starts[0][1] is None
-    assert [c[1] for c in children] == [parent_id] * 3  # two gpt-4.1 attempts, one claude attempt
-    assert recorder.errors == 2
+    reply = fallback.invoke("hi", config={"callbacks": [recorder]})
+    assert len(recorder.starts) == 1 and recorder.errors == 0  # the attempts are in the report, not runs
+    assert [a["outcome"] for a in reply.response_metadata["aisa"]["attempts"]] == ["error", "error", "ok"]
+    streamed = "".join(c.content for c in fallback.stream("hi there", config={"callbacks": [recorder]}))
+    assert len(recorder.starts) == 2 and "".join(recorder.tokens) == streamed
 
 
 def test_circuit_state_is_inspectable(sim):

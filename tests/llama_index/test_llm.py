@@ -149,12 +149,12 @@ async def test_all_async_calls(llm):
 
 def test_usage_and_cost_in_raw_and_additional_kwargs(llm, sim):
     response = llm.chat([ChatMessage(role="user", content="hi")])
-    assert response.raw.usage.total_tokens > 0
+    assert response.raw["usage"]["total_tokens"] > 0  # raw is the completion, as a dict
     assert response.additional_kwargs["cost"] == pytest.approx(sim.total_billed)
     assert response.additional_kwargs["credits_remaining"] == pytest.approx(sim.credits)
     streamed = list(llm.stream_chat([ChatMessage(role="user", content="hi")]))
     last = streamed[-1]
-    assert last.raw.usage is not None and last.additional_kwargs["total_tokens"] > 0
+    assert last.raw["usage"] is not None and last.additional_kwargs["total_tokens"] > 0
     assert body(sim)["stream_options"] == {"include_usage": True}
 
 
@@ -286,7 +286,7 @@ def test_prepare_chat_with_tools(llm):
     assert all(t["function"]["strict"] for t in prepared["tools"])
     named = llm._prepare_chat_with_tools(TOOLS, user_msg="hi", tool_choice="multiply", allow_parallel_tool_calls=True)
     assert named["tool_choice"] == {"type": "function", "function": {"name": "multiply"}}
-    with pytest.raises(E.InvalidRequestError, match="names no given tool"):
+    with pytest.raises(E.InvalidRequestError, match="names no bound tool"):
         llm._prepare_chat_with_tools(TOOLS, tool_choice="divide")
     bad = FunctionTool.from_defaults(multiply, name="multiply numbers!")
     with pytest.raises(E.InvalidRequestError, match="invalid"):

@@ -1,0 +1,678 @@
+"""The wire: one chat-completions request, sent through the openai SDK's client, answered in plain dicts.
+
+Requests go out through the SDK's documented low-level ``client.post`` (its auth, headers, retries,
+timeouts and status → exception mapping are kept); the body is sent as the dict it already is
+(``normalize_request`` checked it, so the SDK's per-field transform, an identity for chat
+parameters, is skipped). Answers are decoded once into dicts: no pydantic object per completion or
+per chunk, which the adapters would only convert again.
+
+What the SDK's stream did still happens here, and more: every response is checked for shape (a proxy's
+HTML page or a non-chat JSON body is a :class:`MalformedResponseError` with the status and the first
+bytes, redacted); errors delivered in a 200 body or as an SSE ``error`` event become the matching typed
+error; a stream that ends without a ``finish_reason`` is a :class:`StreamInterruptedError`, never a
+truncated answer passed off as complete; the request id comes from the headers. Streams are read to
+the end of the body after ``[DONE]`` so their connection goes back to the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+import httpx2
+import openai
+
+from . import errors as E
+from .client import get_async_client, get_client
+from .config import ClientConfig
+from .stream import chunk_has_content
+from .timeouts import Deadline, StreamTimeouts, shutdown_socket
+
+__all__ = [
+    "AsyncChatStream",
+    "ChatStream",
+    "aopen_chat_stream",
+    "apost_chat",
+    "open_chat_stream",
+    "post_chat",
+]
+
+_PATH = "/chat/completions"
+_BEARER = {"bearer_auth": True}
+_DONE = b"[DONE]"
+_DRAIN_LIMIT = 64 * 1024  # bytes read after [DONE] to reuse the connection; more means close it
+_PREVIEW = 160
+_WIRE_ERRORS = (openai.OpenAIError, httpx2.HTTPError)
+
+
+def _body(request: Mapping[str, Any], *, stream: bool, include_usage: bool) -> dict[str, Any]:
+    body = {k: v for k, v in request.items() if k != "extra_body"}
+    extra = request.get("extra_body")
+    if extra:
+        body.update(extra)
+    if stream:
+        body["stream"] = True
+        if include_usage:
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    else:
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+    return body
+
+
+def _options(config: ClientConfig, max_retries: int | None, timeout: float | None) -> dict[str, Any]:
+    options: dict[str, Any] = {"security": _BEARER}
+    if max_retries is not None:
+        options["max_retries"] = max_retries
+    if timeout is not None:
+        options["timeout"] = httpx2.Timeout(timeout)
+    return options
+
+
+def _first_token_limit(config: ClientConfig, timeouts: StreamTimeouts | None) -> float | None:
+    """The timeout for the request itself (connect and headers) when a first-token limit is tighter."""
+    if timeouts is None or timeouts.first_token is None:
+        return None
+    if config.timeout is not None and config.timeout <= timeouts.first_token:
+        return None
+    return timeouts.first_token
+
+
+def _secrets(config: ClientConfig) -> tuple[str]:
+    return (config.api_key.get_secret_value(),)
+
+
+def _request_failed(
+    exc: BaseException, config: ClientConfig, model: str | None, first_token: float | None
+) -> BaseException:
+    if first_token is not None and isinstance(exc, openai.APITimeoutError):
+        return E.FirstTokenTimeoutError(
+            f"No response within {first_token:g} s (first_token_timeout). (model={model})", model=model
+        )
+    return E.map_openai_error(exc, model=model, secrets=_secrets(config))
+
+
+def _preview(raw: bytes, config: ClientConfig) -> str:
+    text = raw[:_PREVIEW].decode("utf-8", "replace")
+    return E.redact(text, *_secrets(config)) + ("..." if len(raw) > _PREVIEW else "")
+
+
+def _malformed(what: str, *, model: str | None, partial_text: str = "") -> E.MalformedResponseError:
+    err = E.MalformedResponseError(
+        f"{what}. (model={model}) This is a gateway or proxy fault; retry, or configure a fallback model.",
+        model=model,
+    )
+    err.partial_text = partial_text
+    return err
+
+
+def _check_message(message: Any) -> bool:
+    if not isinstance(message, Mapping):
+        return False
+    content = message.get("content")
+    if content is not None and not isinstance(content, str | list):
+        return False
+    calls = message.get("tool_calls")
+    return not (
+        calls is not None
+        and not (
+            isinstance(calls, list)
+            and all(isinstance(c, Mapping) and isinstance(c.get("function"), Mapping) for c in calls)
+        )
+    )
+
+
+def _is_completion(data: Any) -> bool:
+    if not isinstance(data, Mapping):
+        return False
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return False
+    usage = data.get("usage")
+    if usage is not None and not isinstance(usage, Mapping):
+        return False
+    return all(isinstance(c, Mapping) and _check_message(c.get("message")) for c in choices)
+
+
+def decode_completion(
+    raw: bytes, *, status: int, headers: Mapping[str, str], config: ClientConfig, model: str | None
+) -> dict[str, Any]:
+    """A non-streamed answer's body as a completion dict; anything else as a typed error."""
+    request_id = headers.get("x-request-id")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        kind = "an event stream" if "text/event-stream" in headers.get("content-type", "") else "not JSON"
+        raise _malformed(
+            f"The gateway answered HTTP {status} with a body that is {kind}: {_preview(raw, config)!r}", model=model
+        ) from None
+    if isinstance(data, Mapping) and data.get("error") and not data.get("choices"):
+        raise E.error_from_body(
+            data, status=status, model=model, secrets=_secrets(config), request_id=request_id, headers=headers
+        )
+    if not _is_completion(data):
+        raise _malformed(
+            f"The gateway answered HTTP {status} with JSON that is not a chat completion: {_preview(raw, config)!r}",
+            model=model,
+        )
+    data["_request_id"] = request_id
+    return data
+
+
+# -- non-streamed ---------------------------------------------------------------------------
+
+
+def post_chat(
+    config: ClientConfig,
+    request: Mapping[str, Any],
+    *,
+    max_retries: int | None = None,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """POST /chat/completions and return the completion as a dict (``_request_id`` added)."""
+    model = request.get("model")
+    try:
+        response = get_client(config).post(
+            _PATH,
+            body=_body(request, stream=False, include_usage=False),
+            cast_to=httpx2.Response,
+            options=_options(config, max_retries, timeout),
+        )
+    except _WIRE_ERRORS as exc:
+        raise _request_failed(exc, config, model, None) from exc
+    return decode_completion(
+        response.content, status=response.status_code, headers=response.headers, config=config, model=model
+    )
+
+
+async def apost_chat(
+    config: ClientConfig,
+    request: Mapping[str, Any],
+    *,
+    max_retries: int | None = None,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Async :func:`post_chat`."""
+    model = request.get("model")
+    try:
+        response = await get_async_client(config).post(
+            _PATH,
+            body=_body(request, stream=False, include_usage=False),
+            cast_to=httpx2.Response,
+            options=_options(config, max_retries, timeout),
+        )
+    except _WIRE_ERRORS as exc:
+        raise _request_failed(exc, config, model, None) from exc
+    return decode_completion(
+        response.content, status=response.status_code, headers=response.headers, config=config, model=model
+    )
+
+
+# -- SSE ------------------------------------------------------------------------------------
+
+
+class _SSEParser:
+    """Server-sent events from bytes: (event name, data) per event; comments and ids ignored."""
+
+    __slots__ = ("_buffer", "_data", "_event")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._event: bytes | None = None
+        self._data: list[bytes] = []
+
+    def feed(self, raw: bytes) -> list[tuple[bytes | None, bytes]]:
+        buffer = self._buffer + raw if self._buffer else raw
+        lines = buffer.split(b"\n")
+        self._buffer = lines.pop()
+        events = []
+        for line in lines:
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            if not line:
+                if self._data:
+                    events.append((self._event, b"\n".join(self._data)))
+                self._event, self._data = None, []
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                self._data.append(value[1:] if value[:1] == b" " else value)
+            elif line.startswith(b"event:"):
+                self._event = line[6:].strip()
+        return events
+
+    def finish(self) -> list[tuple[bytes | None, bytes]]:
+        return self.feed(b"\n\n") if (self._buffer or self._data) else []
+
+
+class _StreamState:
+    """What one stream has said so far; shared by the sync and async readers (pure logic, no I/O)."""
+
+    __slots__ = ("config", "content_seen", "done", "finished", "model", "parser", "partial", "request_id", "status")
+
+    def __init__(self, config: ClientConfig, model: str | None, response: httpx2.Response) -> None:
+        self.config = config
+        self.model = model
+        self.parser = _SSEParser()
+        self.partial: list[str] = []
+        self.content_seen = False
+        self.finished = False
+        self.done = False
+        self.request_id = response.headers.get("x-request-id")
+        self.status = response.status_code
+
+    @property
+    def partial_text(self) -> str:
+        return "".join(self.partial)
+
+    def decode(self, event: bytes | None, data: bytes) -> dict[str, Any] | None:
+        """One SSE event as a chunk dict (None: [DONE] or nothing); typed errors for the rest."""
+        if data == _DONE:
+            self.done = True
+            return None
+        try:
+            chunk = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise _malformed(
+                f"The gateway sent a stream event that is not valid JSON: {_preview(data, self.config)!r}",
+                model=self.model,
+                partial_text=self.partial_text,
+            ) from None
+        if event == b"error" or (isinstance(chunk, Mapping) and chunk.get("error") and not chunk.get("choices")):
+            raise E.error_from_body(
+                chunk,
+                model=self.model,
+                secrets=_secrets(self.config),
+                request_id=self.request_id,
+                in_stream=True,
+                partial_text=self.partial_text,
+            )
+        if not isinstance(chunk, Mapping) or not isinstance(chunk.get("choices", []), list):
+            raise _malformed(
+                f"The gateway sent a stream event that is not a chat completion chunk: {_preview(data, self.config)!r}",
+                model=self.model,
+                partial_text=self.partial_text,
+            )
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, Mapping) or not isinstance(choice.get("delta") or {}, Mapping):
+                raise _malformed(
+                    f"The gateway sent a malformed choice in a stream chunk: {_preview(data, self.config)!r}",
+                    model=self.model,
+                    partial_text=self.partial_text,
+                )
+            delta = choice.get("delta")
+            if delta:
+                text = delta.get("content")
+                if text:
+                    self.partial.append(text)
+            if choice.get("finish_reason") is not None:
+                self.finished = True
+        if not self.content_seen and chunk_has_content(chunk):
+            self.content_seen = True
+        return chunk  # type: ignore[return-value]
+
+    def incomplete(self) -> E.StreamInterruptedError:
+        err = E.StreamInterruptedError(
+            f"The stream ended before the answer was complete (no finish_reason). (model={self.model}) "
+            "The partial answer is in .partial_text.",
+            model=self.model,
+            request_id=self.request_id,
+        )
+        err.partial_text = self.partial_text
+        return err
+
+    def wire_failure(self, exc: BaseException, timed_out: bool, timeouts: StreamTimeouts | None) -> BaseException:
+        """A read that failed: a deadline we enforced, or the network."""
+        if timed_out and timeouts is not None:
+            if self.content_seen:
+                err: E.StreamError = E.StreamStalledError(
+                    f"The stream went silent for {timeouts.stall:g} s (stall_timeout). (model={self.model}) "
+                    "The partial answer is in .partial_text.",
+                    model=self.model,
+                    request_id=self.request_id,
+                )
+                err.partial_text = self.partial_text
+                return err
+            return E.FirstTokenTimeoutError(
+                f"No content within {timeouts.first_token:g} s (first_token_timeout). (model={self.model})",
+                model=self.model,
+                request_id=self.request_id,
+            )
+        if isinstance(exc, httpx2.TimeoutException):
+            err = E.StreamStalledError(
+                f"The stream stalled: no data within the read timeout. (model={self.model}) "
+                "The partial answer is in .partial_text.",
+                model=self.model,
+                request_id=self.request_id,
+            )
+        else:
+            detail = E.redact(str(exc), *_secrets(self.config))
+            err = E.StreamInterruptedError(
+                f"The stream was cut before the answer was complete: {detail or type(exc).__name__}. "
+                f"(model={self.model}) The partial answer is in .partial_text.",
+                model=self.model,
+                request_id=self.request_id,
+            )
+        err.partial_text = self.partial_text
+        return err
+
+    def next_deadline(self, started: float, now: float, timeouts: StreamTimeouts) -> float | None:
+        if not self.content_seen:
+            if timeouts.first_token is not None:
+                return started + timeouts.first_token
+            return now + timeouts.stall if timeouts.stall is not None else None
+        return now + timeouts.stall if timeouts.stall is not None else None
+
+
+def _json_body_as_chunks(completion: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A gateway that answered a stream request with one JSON completion: the same answer as chunks."""
+    head = {k: completion.get(k) for k in ("id", "created", "model", "system_fingerprint")}
+    choices = []
+    for choice in completion["choices"]:
+        message = choice.get("message") or {}
+        delta = {k: v for k, v in message.items() if v is not None}
+        if delta.get("tool_calls"):
+            delta["tool_calls"] = [{**call, "index": i} for i, call in enumerate(delta["tool_calls"])]
+        choices.append({"index": choice.get("index", 0), "delta": delta, "finish_reason": choice.get("finish_reason")})
+    chunks = [{**head, "object": "chat.completion.chunk", "choices": choices}]
+    if completion.get("usage") is not None:
+        chunks.append({**head, "object": "chat.completion.chunk", "choices": [], "usage": completion["usage"]})
+    return chunks
+
+
+def _is_event_stream(response: httpx2.Response) -> bool:
+    ctype = response.headers.get("content-type", "")
+    return "text/event-stream" in ctype or not ctype
+
+
+class ChatStream:
+    """One streamed answer as chunk dicts (iterate once). ``close()`` abandons it at once."""
+
+    def __init__(
+        self,
+        response: httpx2.Response,
+        *,
+        config: ClientConfig,
+        model: str | None,
+        timeouts: StreamTimeouts | None,
+        clock: Any = time.monotonic,
+        started: float | None = None,
+    ) -> None:
+        self._response = response
+        self._state = _StreamState(config, model, response)
+        self._timeouts = timeouts if timeouts is not None and timeouts.active else None
+        self._clock = clock
+        self._started = clock() if started is None else started
+        self._deadline: Deadline | None = None
+        if self._timeouts is not None:
+            sock = _socket_of(response)
+            self._deadline = Deadline(lambda: shutdown_socket(sock))
+        self._iterator = self._iterate()
+
+    @property
+    def request_id(self) -> str | None:
+        return self._state.request_id
+
+    @property
+    def partial_text(self) -> str:
+        return self._state.partial_text
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self._iterator
+
+    def __next__(self) -> dict[str, Any]:
+        return next(self._iterator)
+
+    def _reads(self) -> Iterator[bytes]:
+        iterator = self._response.iter_bytes()
+        deadline, timeouts, state = self._deadline, self._timeouts, self._state
+        while True:
+            if deadline is not None:
+                at = state.next_deadline(self._started, self._clock(), timeouts)  # type: ignore[arg-type]
+                if at is not None:
+                    deadline.arm(at)
+            try:
+                raw = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                if deadline is not None:
+                    deadline.disarm()
+            yield raw
+
+    def _iterate(self) -> Iterator[dict[str, Any]]:
+        state = self._state
+        try:
+            if not _is_event_stream(self._response):
+                raw = self._response.read()
+                completion = decode_completion(
+                    raw, status=state.status, headers=self._response.headers, config=state.config, model=state.model
+                )
+                yield from _json_body_as_chunks(completion)
+                return
+            reads = self._reads()
+            for raw in reads:
+                for event, data in state.parser.feed(raw):
+                    chunk = state.decode(event, data)
+                    if chunk is not None:
+                        yield chunk
+                    elif state.done:
+                        break
+                if state.done:
+                    self._drain(reads)
+                    break
+            else:
+                for event, data in state.parser.finish():
+                    chunk = state.decode(event, data)
+                    if chunk is not None:
+                        yield chunk
+        except httpx2.HTTPError as exc:
+            expired = self._deadline is not None and self._deadline.expired
+            raise state.wire_failure(exc, expired, self._timeouts) from None
+        finally:
+            self.close()
+        if not state.finished:
+            raise state.incomplete()
+
+    def _drain(self, reads: Iterator[bytes]) -> None:
+        # [DONE] arrives just before the end of the chunked body: read that end, and the connection is reused.
+        drained = 0
+        try:
+            for raw in reads:
+                drained += len(raw)
+                if drained > _DRAIN_LIMIT:
+                    return
+        except httpx2.HTTPError:
+            return
+
+    def close(self) -> None:
+        if self._deadline is not None:
+            self._deadline.close()
+        self._response.close()
+
+
+def _socket_of(response: httpx2.Response) -> Any:
+    stream = response.extensions.get("network_stream")
+    return stream.get_extra_info("socket") if stream is not None else None
+
+
+def open_chat_stream(
+    config: ClientConfig,
+    request: Mapping[str, Any],
+    *,
+    include_usage: bool = True,
+    max_retries: int | None = None,
+    timeouts: StreamTimeouts | None = None,
+    clock: Any = time.monotonic,
+) -> ChatStream:
+    """POST a streamed request; returns once the response headers arrived (within first_token_timeout)."""
+    model = request.get("model")
+    started = clock()
+    first_token = _first_token_limit(config, timeouts)
+    try:
+        response = get_client(config).post(
+            _PATH,
+            body=_body(request, stream=True, include_usage=include_usage),
+            cast_to=httpx2.Response,
+            options=_options(config, max_retries, first_token),
+            stream=True,
+            stream_cls=None,
+        )
+    except _WIRE_ERRORS as exc:
+        raise _request_failed(exc, config, model, first_token) from exc
+    if first_token is not None:
+        # The tighter limit covered the wait for headers; the body is watched by the deadline instead.
+        response.request.extensions.get("timeout", {})["read"] = config.timeout
+    return ChatStream(response, config=config, model=model, timeouts=timeouts, clock=clock, started=started)
+
+
+# -- async ----------------------------------------------------------------------------------
+
+if sys.version_info >= (3, 11):
+
+    async def _read_within(iterator: AsyncIterator[bytes], at: float | None, loop: asyncio.AbstractEventLoop) -> bytes:
+        if at is None:
+            return await iterator.__anext__()
+        async with asyncio.timeout_at(at - time.monotonic() + loop.time()):
+            return await iterator.__anext__()
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _read_within(iterator: AsyncIterator[bytes], at: float | None, loop: asyncio.AbstractEventLoop) -> bytes:
+        if at is None:
+            return await iterator.__anext__()
+        return await asyncio.wait_for(iterator.__anext__(), max(0.0, at - time.monotonic()))
+
+
+class AsyncChatStream:
+    """Async :class:`ChatStream`: deadlines are the event loop's timers on each read."""
+
+    def __init__(
+        self,
+        response: httpx2.Response,
+        *,
+        config: ClientConfig,
+        model: str | None,
+        timeouts: StreamTimeouts | None,
+        started: float | None = None,
+    ) -> None:
+        self._response = response
+        self._state = _StreamState(config, model, response)
+        self._timeouts = timeouts if timeouts is not None and timeouts.active else None
+        self._started = time.monotonic() if started is None else started
+        self._iterator = self._iterate()
+
+    @property
+    def request_id(self) -> str | None:
+        return self._state.request_id
+
+    @property
+    def partial_text(self) -> str:
+        return self._state.partial_text
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self._iterator
+
+    async def __anext__(self) -> dict[str, Any]:
+        return await self._iterator.__anext__()
+
+    async def _reads(self) -> AsyncIterator[bytes]:
+        iterator = self._response.aiter_bytes().__aiter__()
+        timeouts, state = self._timeouts, self._state
+        loop = asyncio.get_running_loop()
+        while True:
+            at = state.next_deadline(self._started, time.monotonic(), timeouts) if timeouts is not None else None
+            try:
+                raw = await _read_within(iterator, at, loop)
+            except StopAsyncIteration:
+                return
+            yield raw
+
+    async def _iterate(self) -> AsyncIterator[dict[str, Any]]:
+        state = self._state
+        try:
+            if not _is_event_stream(self._response):
+                raw = await self._response.aread()
+                completion = decode_completion(
+                    raw, status=state.status, headers=self._response.headers, config=state.config, model=state.model
+                )
+                for chunk in _json_body_as_chunks(completion):
+                    yield chunk
+                return
+            reads = self._reads()
+            async for raw in reads:
+                for event, data in state.parser.feed(raw):
+                    chunk = state.decode(event, data)
+                    if chunk is not None:
+                        yield chunk
+                    elif state.done:
+                        break
+                if state.done:
+                    await self._drain(reads)
+                    break
+            else:
+                for event, data in state.parser.finish():
+                    chunk = state.decode(event, data)
+                    if chunk is not None:
+                        yield chunk
+        except (TimeoutError, asyncio.TimeoutError) as exc:
+            raise state.wire_failure(exc, True, self._timeouts) from None
+        except httpx2.HTTPError as exc:
+            raise state.wire_failure(exc, False, self._timeouts) from None
+        finally:
+            await self.aclose()
+        if not state.finished:
+            raise state.incomplete()
+
+    async def _drain(self, reads: AsyncIterator[bytes]) -> None:
+        drained = 0
+        try:
+            async with asyncio.timeout(1.0) if sys.version_info >= (3, 11) else _nullcontext():
+                async for raw in reads:
+                    drained += len(raw)
+                    if drained > _DRAIN_LIMIT:
+                        return
+        except (httpx2.HTTPError, TimeoutError, asyncio.TimeoutError):
+            return
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class _nullcontext:  # pragma: no cover - Python 3.10
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+async def aopen_chat_stream(
+    config: ClientConfig,
+    request: Mapping[str, Any],
+    *,
+    include_usage: bool = True,
+    max_retries: int | None = None,
+    timeouts: StreamTimeouts | None = None,
+) -> AsyncChatStream:
+    """Async :func:`open_chat_stream`."""
+    model = request.get("model")
+    started = time.monotonic()
+    first_token = _first_token_limit(config, timeouts)
+    try:
+        response = await get_async_client(config).post(
+            _PATH,
+            body=_body(request, stream=True, include_usage=include_usage),
+            cast_to=httpx2.Response,
+            options=_options(config, max_retries, first_token),
+            stream=True,
+            stream_cls=None,
+        )
+    except _WIRE_ERRORS as exc:
+        raise _request_failed(exc, config, model, first_token) from exc
+    if first_token is not None:
+        response.request.extensions.get("timeout", {})["read"] = config.timeout
+    return AsyncChatStream(response, config=config, model=model, timeouts=timeouts, started=started)
