@@ -490,8 +490,10 @@ class AIsaChatModel(BaseChatModel):
         if max_tokens is not None:
             ls["ls_max_tokens"] = max_tokens
         stop = stop or kwargs.get("stop") or params.get("stop")
-        if stop:
-            ls["ls_stop"] = [stop] if isinstance(stop, str) else list(stop)
+        if isinstance(stop, str):
+            ls["ls_stop"] = [stop]
+        elif isinstance(stop, list | tuple) and stop:
+            ls["ls_stop"] = list(stop)  # anything else is refused by the core before sending
         return ls
 
     def circuit_state(self) -> dict[str, dict[str, Any]]:

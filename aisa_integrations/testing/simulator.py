@@ -148,6 +148,18 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
+    def _client_gone(self) -> bool:
+        """Whether the client closed its end (as a gateway notices, and stops generating)."""
+        import select
+
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
     def _hang_up(self) -> None:
         # An orderly close mid-body: what was sent arrives, the chunked body stays incomplete.
         try:
@@ -334,6 +346,10 @@ class _Handler(BaseHTTPRequestHandler):
             sim._sleep(latency)
         if fault and fault.delay:
             sim._sleep(fault.delay)
+        if (latency or (fault and fault.delay)) and self._client_gone():
+            entry.status = 499  # the client gave up while we were "thinking": nothing generated, nothing billed
+            self.close_connection = True
+            return
         if fault and fault.reset:
             entry.status = 0
             self._reset()
@@ -394,6 +410,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if fault.stall_after is not None and index == fault.stall_after:
                     self.wfile.flush()
                     sim._sleep(fault.stall_for)
+                    if self._client_gone():
+                        self.close_connection = True
+                        return False  # abandoned mid-answer: the rest is never generated nor billed
                 if fault.malformed_at is not None and index == fault.malformed_at:
                     event = b'data: {"id": "broken", "choices": [{"delta": {"content": \n\n'
                 if fault.chunk_delay:
