@@ -8,7 +8,7 @@ One engine serves both adapters, so every entry point must reach the same verdic
   chunk after content ends in a typed stream error carrying the partial text (never a truncated
   answer passed off as complete, never two models' outputs joined).
 
-Timings are short (first-token and stall timeouts of half a second) so the suite stays fast; waits
+Timings are short (first-token and stall timeouts of 0.3 s) so the suite stays fast; waits
 are asserted on the report's recorded ``waited_s``, never on the wall clock.
 """
 
@@ -28,8 +28,8 @@ from aisa_integrations.core.fallback import AllModelsFailedError, FallbackPolicy
 from aisa_integrations.testing import Fault, ScriptedReply
 
 FAST = {
-    "first_token_timeout": 0.5,
-    "stall_timeout": 0.5,
+    "first_token_timeout": 0.3,
+    "stall_timeout": 0.3,
     "rate_limit_min_interval": 0.05,
     "max_retry_after": 1.0,
     "cooldown": 0.4,

@@ -198,7 +198,7 @@ class ModelCatalog:
 
     >>> catalog = ModelCatalog()
     >>> catalog.suggest("gpt4o")
-    ['gpt-4o', 'gpt-4o-mini', 'gpt-4.1']
+    ['gpt-4o', 'gpt-4.1', 'gpt-4o-mini']
     >>> catalog.register(ModelInfo(id="my-model", family="gpt", developer="me", tools=True))
     >>> catalog.get("my-model").tools
     True

@@ -21,7 +21,7 @@ only retry layer (the SDK's retries are off).
 >>> from aisa_integrations.core.config import ClientConfig
 >>> from aisa_integrations.testing import AIsaSimulator, Fault
 >>> with AIsaSimulator() as sim:
-...     sim.inject("gpt-4.1", Fault(status=503))
+...     _ = sim.inject("gpt-4.1", Fault(status=503))
 ...     config = ClientConfig.resolve(api_key=sim.api_key, base_url=sim.base_url)
 ...     engine = Engine(make_plan(config, model="gpt-4.1", fallback_models=["claude-3-sonnet"]))
 ...     outcome = engine.complete(engine.prepare({"messages": [{"role": "user", "content": "Hi"}]}))
@@ -71,6 +71,7 @@ __all__ = [
     "Outcome",
     "Plan",
     "make_plan",
+    "plan_settings",
 ]
 
 MidStream = Literal["raise", "continue"]
@@ -216,6 +217,25 @@ def make_plan(
         check_capabilities=check_capabilities,
         mid_stream=mid_stream,
     )
+
+
+#: The settings both adapters expose under the same names (as fields of the model), and that make its plan.
+PLAN_SETTINGS = (
+    "fallback_models",
+    "routes",
+    "classifier",
+    "first_token_timeout",
+    "stall_timeout",
+    "mid_stream",
+    "check_capabilities",
+)
+
+
+def plan_settings(model: Any) -> dict[str, Any]:
+    """A configured model's plan settings, read from its fields (``fallback_policy`` is the policy)."""
+    settings = {name: getattr(model, name) for name in PLAN_SETTINGS}
+    settings["policy"] = model.fallback_policy
+    return settings
 
 
 def _route_spec(spec: Any, target_of: Callable[[Any], Target] | None) -> Any:
@@ -423,6 +443,23 @@ class _Loop:
             err.__cause__ = exc
         err.partial_text = "".join(self.emitted)
         return err
+
+    def attempt_failed(self, attempt: _Attempt, exc: Exception, gate: _Gate | None = None) -> float | None:
+        """After a failed attempt: seconds to wait before the next one (None: none), or the error to raise.
+
+        A bug in our own code (not an AIsaError from a wire attempt) is never classified or retried.
+        """
+        if isinstance(attempt.target, ModelTarget) and not isinstance(exc, E.AIsaError):
+            if attempt.permit is not None:
+                attempt.permit.release()
+            raise exc
+        try:
+            if gate is not None and gate.content_seen:
+                self.mid_stream_failure(attempt, exc, gate.cost)
+                return None
+            return self.failed(attempt, exc, gate.cost if gate is not None else None)
+        except _Stop as stop:
+            raise self.stop(stop) from None
 
     def exhausted(self) -> BaseException:
         if len(self.call.candidates) == 1 and self.call.route is None and self.last_error is not None:
@@ -677,14 +714,7 @@ class Engine:
             try:
                 completion, foreign = self._complete_once(attempt, call)
             except Exception as exc:
-                if isinstance(attempt.target, ModelTarget) and not isinstance(exc, E.AIsaError):
-                    if attempt.permit is not None:
-                        attempt.permit.release()
-                    raise
-                try:
-                    wait = loop.failed(attempt, exc)
-                except _Stop as stop:
-                    raise loop.stop(stop) from None
+                wait = loop.attempt_failed(attempt, exc)
                 if wait:
                     self.sleep(wait)
                 continue
@@ -729,14 +759,7 @@ class Engine:
             try:
                 completion, foreign = await self._acomplete_once(attempt, call)
             except Exception as exc:
-                if isinstance(attempt.target, ModelTarget) and not isinstance(exc, E.AIsaError):
-                    if attempt.permit is not None:
-                        attempt.permit.release()
-                    raise
-                try:
-                    wait = loop.failed(attempt, exc)
-                except _Stop as stop:
-                    raise loop.stop(stop) from None
+                wait = loop.attempt_failed(attempt, exc)
                 if wait:
                     await self.asleep(wait)
                 continue
@@ -873,17 +896,7 @@ class EngineStream:
                     yield _wrap(ready, attempt.target)
             except Exception as exc:
                 _close(source)
-                if isinstance(attempt.target, ModelTarget) and not isinstance(exc, E.AIsaError):
-                    if attempt.permit is not None:
-                        attempt.permit.release()
-                    raise
-                try:
-                    if gate.content_seen:
-                        loop.mid_stream_failure(attempt, exc, gate.cost)
-                        continue
-                    wait = loop.failed(attempt, exc, gate.cost)
-                except _Stop as stop:
-                    raise loop.stop(stop) from None
+                wait = loop.attempt_failed(attempt, exc, gate)
                 if wait:
                     engine.sleep(wait)
                 continue
@@ -948,17 +961,7 @@ class AsyncEngineStream:
                     yield _wrap(ready, attempt.target)
             except Exception as exc:
                 await _aclose(source)
-                if isinstance(attempt.target, ModelTarget) and not isinstance(exc, E.AIsaError):
-                    if attempt.permit is not None:
-                        attempt.permit.release()
-                    raise
-                try:
-                    if gate.content_seen:
-                        loop.mid_stream_failure(attempt, exc, gate.cost)
-                        continue
-                    wait = loop.failed(attempt, exc, gate.cost)
-                except _Stop as stop:
-                    raise loop.stop(stop) from None
+                wait = loop.attempt_failed(attempt, exc, gate)
                 if wait:
                     await engine.asleep(wait)
                 continue

@@ -314,6 +314,27 @@ class _StreamState:
             self.content_seen = True
         return chunk  # type: ignore[return-value]
 
+    def feed(self, raw: bytes) -> list[dict[str, Any]]:
+        """The chunks in a piece of the body (stops at [DONE]; ``done`` tells)."""
+        chunks = []
+        for event, data in self.parser.feed(raw):
+            chunk = self.decode(event, data)
+            if chunk is not None:
+                chunks.append(chunk)
+            elif self.done:
+                break
+        return chunks
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The chunks left in the buffer when the body ended without [DONE]."""
+        return [c for c in (self.decode(e, d) for e, d in self.parser.finish()) if c is not None]
+
+    def json_body(self, raw: bytes, headers: Mapping[str, str]) -> list[dict[str, Any]]:
+        """A gateway that answered a stream request with one JSON body: the answer as chunks (or its error)."""
+        completion = decode_completion(raw, status=self.status, headers=headers, config=self.config, model=self.model)
+        self.finished = True
+        return _json_body_as_chunks(completion)
+
     def incomplete(self) -> E.StreamInterruptedError:
         err = E.StreamInterruptedError(
             f"The stream ended before the answer was complete (no finish_reason). (model={self.model}) "
@@ -447,28 +468,16 @@ class ChatStream:
         state = self._state
         try:
             if not _is_event_stream(self._response):
-                raw = self._response.read()
-                completion = decode_completion(
-                    raw, status=state.status, headers=self._response.headers, config=state.config, model=state.model
-                )
-                yield from _json_body_as_chunks(completion)
+                yield from state.json_body(self._response.read(), self._response.headers)
                 return
             reads = self._reads()
             for raw in reads:
-                for event, data in state.parser.feed(raw):
-                    chunk = state.decode(event, data)
-                    if chunk is not None:
-                        yield chunk
-                    elif state.done:
-                        break
+                yield from state.feed(raw)
                 if state.done:
                     self._drain(reads)
                     break
             else:
-                for event, data in state.parser.finish():
-                    chunk = state.decode(event, data)
-                    if chunk is not None:
-                        yield chunk
+                yield from state.finish()
         except httpx2.HTTPError as exc:
             expired = self._deadline is not None and self._deadline.expired
             raise state.wire_failure(exc, expired, self._timeouts) from None
@@ -595,29 +604,19 @@ class AsyncChatStream:
         state = self._state
         try:
             if not _is_event_stream(self._response):
-                raw = await self._response.aread()
-                completion = decode_completion(
-                    raw, status=state.status, headers=self._response.headers, config=state.config, model=state.model
-                )
-                for chunk in _json_body_as_chunks(completion):
+                for chunk in state.json_body(await self._response.aread(), self._response.headers):
                     yield chunk
                 return
             reads = self._reads()
             async for raw in reads:
-                for event, data in state.parser.feed(raw):
-                    chunk = state.decode(event, data)
-                    if chunk is not None:
-                        yield chunk
-                    elif state.done:
-                        break
+                for chunk in state.feed(raw):
+                    yield chunk
                 if state.done:
                     await self._drain(reads)
                     break
             else:
-                for event, data in state.parser.finish():
-                    chunk = state.decode(event, data)
-                    if chunk is not None:
-                        yield chunk
+                for chunk in state.finish():
+                    yield chunk
         except (TimeoutError, asyncio.TimeoutError) as exc:
             raise state.wire_failure(exc, True, self._timeouts) from None
         except httpx2.HTTPError as exc:

@@ -10,7 +10,6 @@ result is a valid request (parts, base64, tool names, parameters) is decided by 
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -474,7 +473,3 @@ def chunk_to_generation(
         id=chunk.get("id"),
     )
     return ChatGenerationChunk(message=message, generation_info=info)
-
-
-def tool_call_args_json(args: Any) -> str:
-    return args if isinstance(args, str) else json.dumps(args if args is not None else {}, ensure_ascii=False)

@@ -1,8 +1,7 @@
 """``AIsaChatModel``: every model behind the AIsa gateway as a LangChain chat model.
 
-The class translates LangChain types to OpenAI-format dicts and back; every decision (validation,
-routing, capabilities, fallback, breakers, timeouts, cost reporting) is the core engine's
-(:mod:`aisa_integrations.core.engine`), the same one ``AIsaLLM`` runs.
+LangChain messages, tools and chunks in and out; what happens in between is decided by
+:mod:`aisa_integrations.core.engine`.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from ..core import wire
 from ..core.breakers import breakers
 from ..core.catalog import ModelCatalog, ModelInfo, default_catalog
 from ..core.config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_TIMEOUT, ClientConfig
-from ..core.engine import Call, Engine, ForeignItem, ForeignTarget, ModelTarget, Outcome, make_plan
+from ..core.engine import Call, Engine, ForeignItem, ForeignTarget, ModelTarget, Outcome, make_plan, plan_settings
 from ..core.errors import AIsaError, InvalidRequestError
 from ..core.fallback import FallbackPolicy
 from ..core.routing import RouteDecision
@@ -367,16 +366,9 @@ class AIsaChatModel(BaseChatModel):
             plan = make_plan(
                 config,
                 model=self._primary_member if self._primary_member is not None else self.model,
-                fallback_models=self.fallback_models,
-                routes=self.routes,
-                classifier=self.classifier,
-                policy=self.fallback_policy,
-                first_token_timeout=self.first_token_timeout,
-                stall_timeout=self.stall_timeout,
-                mid_stream=self.mid_stream,
-                check_capabilities=self.check_capabilities,
                 catalog=self.catalog,
                 target_of=target_of,
+                **plan_settings(self),
             )
             self._engine_cache = cached = (key, Engine(plan))
         return cached[1]
@@ -669,10 +661,7 @@ class AIsaChatModel(BaseChatModel):
         stream = self._engine.stream(call)
         try:
             for item in stream:
-                if isinstance(item, ForeignItem):
-                    generation: ChatGenerationChunk | None = ChatGenerationChunk(message=_as_chunk(item.value))
-                else:
-                    generation = chunk_to_generation(item, state, include_usage=call.include_usage)
+                generation = _generation(item, state, call)
                 if generation is None:
                     continue
                 if run_manager is not None:
@@ -698,10 +687,7 @@ class AIsaChatModel(BaseChatModel):
         stream = self._engine.astream(call)
         try:
             async for item in stream:
-                if isinstance(item, ForeignItem):
-                    generation: ChatGenerationChunk | None = ChatGenerationChunk(message=_as_chunk(item.value))
-                else:
-                    generation = chunk_to_generation(item, state, include_usage=call.include_usage)
+                generation = _generation(item, state, call)
                 if generation is None:
                     continue
                 if run_manager is not None:
@@ -802,6 +788,13 @@ class AIsaChatModel(BaseChatModel):
         parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
         on_error = RunnablePassthrough.assign(parsed=lambda _: None)
         return RunnableMap(raw=bound) | parse.with_fallbacks([on_error], exception_key="parsing_error")
+
+
+def _generation(item: Any, state: StreamState, call: Call) -> ChatGenerationChunk | None:
+    """One streamed item (a chunk dict, or a foreign member's chunk) as a LangChain generation chunk."""
+    if isinstance(item, ForeignItem):
+        return ChatGenerationChunk(message=_as_chunk(item.value))
+    return chunk_to_generation(item, state, include_usage=call.include_usage)
 
 
 def _last_user(call: Call) -> str:

@@ -15,14 +15,17 @@ from .chat_model import AIsaChatModel
 __all__ = ["FallbackRunnable"]
 
 
-def _policy(policy: FallbackPolicy | None, fields: dict[str, Any], given: set[str]) -> FallbackPolicy:
-    if policy is not None:
-        if given:
-            raise as_langchain_error(
-                InvalidRequestError(f"Pass either policy= or its fields ({sorted(given)}), not both.")
-            )
-        return policy
-    return FallbackPolicy(**fields)
+def policy_from(policy: FallbackPolicy | None, arguments: dict[str, Any]) -> FallbackPolicy:
+    """The policy a constructor was given: ``policy=``, or its fields as keywords (not both)."""
+    fields = {name: arguments[name] for name in FallbackPolicy.field_names()}
+    fields["fallback_on"] = frozenset(fields["fallback_on"])
+    defaults = FallbackPolicy()
+    given = sorted(k for k, v in fields.items() if v != getattr(defaults, k))
+    if policy is None:
+        return FallbackPolicy(**fields)
+    if given:
+        raise as_langchain_error(InvalidRequestError(f"Pass either policy= or its fields ({given}), not both."))
+    return policy
 
 
 class FallbackRunnable(AIsaChatModel):
@@ -41,7 +44,7 @@ class FallbackRunnable(AIsaChatModel):
         >>> from aisa_integrations import FallbackRunnable
         >>> from aisa_integrations.testing import AIsaSimulator, Fault
         >>> with AIsaSimulator() as sim:
-        ...     sim.inject("gpt-4.1", Fault(status=503))
+        ...     _ = sim.inject("gpt-4.1", Fault(status=503))
         ...     llm = FallbackRunnable(["gpt-4.1", "claude-3-sonnet"], api_key=sim.api_key, base_url=sim.base_url)
         ...     reply = llm.invoke("Hello")
         ...     (reply.response_metadata["model_name"], reply.response_metadata["aisa"]["fallback_index"])
@@ -86,23 +89,7 @@ class FallbackRunnable(AIsaChatModel):
             raise as_langchain_error(
                 InvalidRequestError("FallbackRunnable needs at least one model, e.g. ['gpt-4.1', 'claude-3-sonnet'].")
             )
-        fields = {
-            "first_token_timeout": first_token_timeout,
-            "stall_timeout": stall_timeout,
-            "fallback_on": frozenset(fallback_on),
-            "rate_limit_retries": rate_limit_retries,
-            "max_retry_after": max_retry_after,
-            "rate_limit_min_interval": rate_limit_min_interval,
-            "backoff_initial": backoff_initial,
-            "backoff_max": backoff_max,
-            "server_retries": server_retries,
-            "circuit_breaker": circuit_breaker,
-            "failure_threshold": failure_threshold,
-            "cooldown": cooldown,
-            "max_cooldown": max_cooldown,
-        }
-        defaults = FallbackPolicy()
-        given = {k for k, v in fields.items() if v != getattr(defaults, k)}
+        chosen = policy_from(policy, locals())
         kwargs.pop("fallback_policy", None)
         primary = models[0]
         model = (
@@ -113,7 +100,7 @@ class FallbackRunnable(AIsaChatModel):
         super().__init__(
             model=model or "gpt-4.1",
             fallback_models=models[1:],
-            fallback_policy=_policy(policy, fields, given),
+            fallback_policy=chosen,
             mid_stream=mid_stream,
             **kwargs,
         )

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from ..core.catalog import ModelCatalog
 from ..core.fallback import DEFAULT_FALLBACK_ON, FallbackPolicy
 from .chat_model import AIsaChatModel
-from .fallback import _policy
+from .fallback import policy_from
 
 __all__ = ["TaskRouterRunnable"]
 
@@ -71,29 +71,13 @@ class TaskRouterRunnable(AIsaChatModel):
         policy: FallbackPolicy | None = None,
         **kwargs: Any,
     ) -> None:
-        fields = {
-            "first_token_timeout": first_token_timeout,
-            "stall_timeout": stall_timeout,
-            "fallback_on": frozenset(fallback_on),
-            "rate_limit_retries": rate_limit_retries,
-            "max_retry_after": max_retry_after,
-            "rate_limit_min_interval": rate_limit_min_interval,
-            "backoff_initial": backoff_initial,
-            "backoff_max": backoff_max,
-            "server_retries": server_retries,
-            "circuit_breaker": circuit_breaker,
-            "failure_threshold": failure_threshold,
-            "cooldown": cooldown,
-            "max_cooldown": max_cooldown,
-        }
-        defaults = FallbackPolicy()
-        given = {k for k, v in fields.items() if v != getattr(defaults, k)}
+        chosen = policy_from(policy, locals())
         kwargs.pop("fallback_policy", None)
         super().__init__(
             routes=dict(routes or {}),
             classifier=classifier,
             catalog=catalog,
-            fallback_policy=_policy(policy, fields, given),
+            fallback_policy=chosen,
             mid_stream=mid_stream,
             **kwargs,
         )

@@ -1,8 +1,8 @@
 """``AIsaLLM``: every model behind the AIsa gateway as a LlamaIndex function-calling LLM.
 
-The class translates LlamaIndex types to OpenAI-format dicts and back; every decision (validation,
-routing, capabilities, fallback, breakers, timeouts, cost reporting) is the core engine's
-(:mod:`aisa_integrations.core.engine`), the same one ``AIsaChatModel`` runs.
+A LlamaIndex ``FunctionCallingLLM`` over the same engine ``AIsaChatModel`` uses
+(:mod:`aisa_integrations.core.engine`); this module only converts between LlamaIndex's messages,
+tools and responses and the engine's OpenAI-format dicts.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from ..core import wire
 from ..core.capabilities import structured_output_method
 from ..core.catalog import ModelInfo, default_catalog
 from ..core.config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientConfig
-from ..core.engine import Call, Engine, make_plan
+from ..core.engine import Call, Engine, make_plan, plan_settings
 from ..core.errors import InvalidRequestError
 from ..core.fallback import FallbackPolicy, FallbackReport
 from ..core.routing import RouteDecision
@@ -138,20 +138,7 @@ class AIsaLLM(FunctionCallingLLM):
         )
         self.api_base = self._config.base_url
         self.api_key = None  # the key lives only in the (secret) client config from here on
-        self._engine = Engine(
-            make_plan(
-                self._config,
-                model=self.model,
-                fallback_models=self.fallback_models,
-                routes=self.routes,
-                classifier=self.classifier,
-                policy=self.fallback_policy,
-                first_token_timeout=self.first_token_timeout,
-                stall_timeout=self.stall_timeout,
-                mid_stream=self.mid_stream,
-                check_capabilities=self.check_capabilities,
-            )
-        )
+        self._engine = Engine(make_plan(self._config, model=self.model, **plan_settings(self)))
 
     model_config = {"populate_by_name": True, "arbitrary_types_allowed": True}
 

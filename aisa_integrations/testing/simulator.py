@@ -497,7 +497,7 @@ class AIsaSimulator:
     code that reads the environment: ``with sim.environ(): ...``.
 
     >>> with AIsaSimulator() as sim:
-    ...     sim.inject("gpt-4.1", Fault(status=429, retry_after=1, times=1))
+    ...     _ = sim.inject("gpt-4.1", Fault(status=429, retry_after=1, times=1))
     ...     sim.base_url.startswith("http://127.0.0.1:")
     True
 
