@@ -248,7 +248,7 @@ def concurrency(sim: Simulator) -> list[list[str]]:
 
 def fallback(sim: Simulator, n: int) -> list[list[str]]:
     from aisa_integrations import AIsaChatModel, FallbackRunnable
-    from aisa_integrations.core.fallback import breakers
+    from aisa_integrations.core.breakers import breakers
 
     primary, secondary = "grok-2", "grok-beta"
     sim.control("/_simulator/script", {"model": secondary, "reply": {"content": SHORT}, "persistent": True})

@@ -45,6 +45,7 @@ _ERRORS = (
     "MalformedResponseError",
     "MissingAPIKeyError",
     "ModelNotFoundError",
+    "NoEligibleModelError",
     "PermissionDeniedError",
     "RateLimitError",
     "ServerError",

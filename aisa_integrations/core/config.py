@@ -7,6 +7,8 @@ from arguments or the ``AISA_*`` variables only, and the client factory always p
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -113,10 +115,11 @@ class ClientConfig:
             http_async_client=http_async_client,
         )
 
-    def cache_key(self) -> tuple[Any, ...]:
-        """Identity of the connection pool this config should use."""
+    @functools.cached_property
+    def pool_key(self) -> tuple[Any, ...]:
+        """Identity of the connection pool this config should use (a digest of the key, never the key)."""
         return (
-            self.api_key.get_secret_value(),
+            hashlib.sha256(self.api_key.get_secret_value().encode()).hexdigest(),
             self.base_url,
             self.timeout,
             self.max_retries,

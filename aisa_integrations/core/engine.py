@@ -38,16 +38,16 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import errors as E
 from . import provider_fields, wire
 from .breakers import BreakerRegistry, Permit, breakers
 from .capabilities import Requirements, image_count, requirements_of
 from .catalog import ModelCatalog, default_catalog, family_of
-from .classifier import Classifier
 from .config import ClientConfig
 from .costs import record_usage
+from .errors import NoEligibleModelError
 from .fallback import (
     UNHEALTHY,
     AttemptRecord,
@@ -56,10 +56,13 @@ from .fallback import (
     all_failed,
     classify,
 )
-from .routing import NoEligibleModelError, RouteDecision, TaskRouter
 from .stream import ChunkAccumulator, chunk_has_content, chunk_text
 from .timeouts import StreamTimeouts
 from .usage import parse_usage
+
+if TYPE_CHECKING:  # routing is imported only by plans that route
+    from .classifier import Classifier
+    from .routing import RouteDecision, TaskRouter
 
 __all__ = [
     "Call",
@@ -148,11 +151,6 @@ class Plan:
         """Whether the fallback policy runs this plan (else: one plain call)."""
         return self.policy is not None
 
-    @property
-    def attempt_config(self) -> ClientConfig:
-        # Under the policy, the SDK's own retries are off: one retry layer.
-        return dataclasses.replace(self.config, max_retries=0) if self.managed else self.config
-
 
 def _as_target(value: Any, catalog_params: Callable[[Any], Target] | None) -> Target:
     if isinstance(value, ModelTarget | ForeignTarget):
@@ -205,6 +203,8 @@ def make_plan(
     targets = tuple(_as_target(t, target_of) for t in [model, *fallback_models])
     router = None
     if routes is not None or classifier is not None:
+        from .routing import TaskRouter
+
         resolved = {key: _route_spec(spec, target_of) for key, spec in (routes or {}).items()}
         resolved.setdefault("default", model)
         router = TaskRouter(resolved, classifier=classifier, catalog=catalog, model_of=_model_of)
@@ -562,6 +562,7 @@ class Engine:
         self.sleep = sleep
         self.asleep = asleep
         self.breakers = registry or breakers
+        self._managed_configs: dict[int, ClientConfig] = {}
 
     # -- preparing ------------------------------------------------------------------------
     def prepare(
@@ -667,7 +668,13 @@ class Engine:
 
     def _config(self, target: ModelTarget) -> ClientConfig:
         config = target.config or self.plan.config
-        return dataclasses.replace(config, max_retries=0) if self.plan.managed else config
+        if not self.plan.managed:
+            return config
+        # Under the policy, the SDK's own retries are off: one retry layer. Made once per configuration.
+        managed = self._managed_configs.get(id(config))
+        if managed is None:
+            managed = self._managed_configs[id(config)] = dataclasses.replace(config, max_retries=0)
+        return managed
 
     def _timeouts(self) -> StreamTimeouts | None:
         policy = self.plan.policy
@@ -704,8 +711,22 @@ class Engine:
         _record(completion, target.model)
         return completion, None
 
+    def _plain_target(self, call: Call) -> ModelTarget | None:
+        """The model of a plain call (one model, no policy): sent directly, errors raised as they are."""
+        if self.plan.managed or len(call.candidates) != 1:
+            return None
+        target = call.candidates[0]
+        return target if isinstance(target, ModelTarget) else None
+
     def complete(self, call: Call) -> Outcome:
         """Send a prepared call; the first answer that arrives whole (retrying and failing over)."""
+        from . import transport
+
+        plain = self._plain_target(call)
+        if plain is not None:
+            completion = transport.post_chat(self._config(plain), self.attempt_request(call, plain, None))  # type: ignore[arg-type]
+            _record(completion, plain.model)
+            return Outcome(completion, None, plain, None, call.route)
         loop = _Loop(self, call)
         while True:
             attempt = loop.next()
@@ -751,6 +772,14 @@ class Engine:
 
     async def acomplete(self, call: Call) -> Outcome:
         """Async :meth:`complete`."""
+        from . import transport
+
+        plain = self._plain_target(call)
+        if plain is not None:
+            request = self.attempt_request(call, plain, None)
+            completion = await transport.apost_chat(self._config(plain), request)  # type: ignore[arg-type]
+            _record(completion, plain.model)
+            return Outcome(completion, None, plain, None, call.route)
         loop = _Loop(self, call)
         while True:
             attempt = loop.next()
@@ -877,7 +906,27 @@ class EngineStream:
     def close(self) -> None:
         self._iterator.close()
 
+    def _plain(self, target: ModelTarget) -> Iterator[Any]:
+        source = self.engine._open(
+            _Attempt(target, 0, None, 0.0, 0, 0.0, self.engine.attempt_request(self.call, target, None)),
+            self.call,
+            None,
+        )
+        self.request_id = getattr(source, "request_id", None)
+        self.served = target
+        try:
+            for chunk in source:
+                if chunk.get("usage") is not None:
+                    record_usage(chunk.get("model") or target.model, parse_usage(chunk["usage"]))
+                yield chunk
+        finally:
+            _close(source)
+
     def _run(self) -> Iterator[Any]:
+        plain = self.engine._plain_target(self.call)
+        if plain is not None:
+            yield from self._plain(plain)
+            return
         loop, engine, call = self._loop, self.engine, self.call
         while True:
             attempt = loop.next()
@@ -942,7 +991,25 @@ class AsyncEngineStream:
     async def aclose(self) -> None:
         await self._iterator.aclose()
 
+    async def _plain(self, target: ModelTarget) -> AsyncIterator[Any]:
+        attempt = _Attempt(target, 0, None, 0.0, 0, 0.0, self.engine.attempt_request(self.call, target, None))
+        source = await self.engine._aopen(attempt, self.call, None)
+        self.request_id = getattr(source, "request_id", None)
+        self.served = target
+        try:
+            async for chunk in source:
+                if chunk.get("usage") is not None:
+                    record_usage(chunk.get("model") or target.model, parse_usage(chunk["usage"]))
+                yield chunk
+        finally:
+            await _aclose(source)
+
     async def _run(self) -> AsyncIterator[Any]:
+        plain = self.engine._plain_target(self.call)
+        if plain is not None:
+            async for chunk in self._plain(plain):
+                yield chunk
+            return
         loop, engine, call = self._loop, self.engine, self.call
         while True:
             attempt = loop.next()

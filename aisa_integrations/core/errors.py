@@ -10,6 +10,7 @@ input) derive from ``ValueError`` as well.
     ├── ConfigurationError (ValueError)
     │   └── MissingAPIKeyError
     ├── InvalidRequestError (ValueError)       bad input, caught before sending
+    │   └── NoEligibleModelError               no candidate model can serve the request
     └── AIsaAPIError                           anything the gateway or the wire did
         ├── AIsaStatusError (openai.APIStatusError)
         │   ├── AuthenticationError            401
@@ -58,6 +59,7 @@ __all__ = [
     "MalformedResponseError",
     "MissingAPIKeyError",
     "ModelNotFoundError",
+    "NoEligibleModelError",
     "PermissionDeniedError",
     "RateLimitError",
     "ServerError",
@@ -117,6 +119,10 @@ class InvalidRequestError(AIsaError, ValueError):
 
     Raised before anything is sent; the message names the problem and the fix.
     """
+
+
+class NoEligibleModelError(InvalidRequestError):
+    """No candidate model can serve this request (raised before anything is sent)."""
 
 
 class AIsaAPIError(AIsaError):

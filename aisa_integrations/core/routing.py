@@ -17,7 +17,7 @@ from typing import Any
 from .capabilities import Requirements, estimate_tokens
 from .catalog import ModelCatalog, Tier, default_catalog
 from .classifier import TASKS, Classification, Classifier, classify_task, model_classifier
-from .errors import InvalidRequestError
+from .errors import InvalidRequestError, NoEligibleModelError
 
 __all__ = [
     "DEFAULT_ROUTES",
@@ -43,10 +43,6 @@ DEFAULT_ROUTES: dict[str, Any] = {
     "reasoning": "gpt-4.1",
     "default": "gpt-4.1",
 }
-
-
-class NoEligibleModelError(InvalidRequestError):
-    """No candidate model can serve this request (raised before anything is sent)."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from langchain_core import exceptions as lc
 
 from ..core import errors as E
 from ..core.fallback import AllModelsFailedError as _AllFailed
-from ..core.routing import NoEligibleModelError as _NoEligible
 
 
 class AuthenticationError(E.AuthenticationError, lc.ModelAuthenticationError):
@@ -47,7 +46,7 @@ class InvalidRequestError(E.InvalidRequestError, lc.ModelInvalidRequestError):
     pass
 
 
-class NoEligibleModelError(_NoEligible, lc.ModelInvalidRequestError):
+class NoEligibleModelError(E.NoEligibleModelError, lc.ModelInvalidRequestError):
     pass
 
 

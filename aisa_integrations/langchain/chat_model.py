@@ -6,12 +6,12 @@ LangChain messages, tools and chunks in and out; what happens in between is deci
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -40,7 +40,6 @@ from ..core.config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_TIMEOUT, ClientConf
 from ..core.engine import Call, Engine, ForeignItem, ForeignTarget, ModelTarget, Outcome, make_plan, plan_settings
 from ..core.errors import AIsaError, InvalidRequestError
 from ..core.fallback import FallbackPolicy
-from ..core.routing import RouteDecision
 from ._convert import (
     StreamState,
     chunk_to_generation,
@@ -50,6 +49,9 @@ from ._convert import (
 )
 from ._errors import as_langchain_error
 
+if TYPE_CHECKING:  # routing is imported only by models that route
+    from ..core.routing import RouteDecision
+
 __all__ = ["AIsaChatModel"]
 
 StructuredOutputMethod = Literal["function_calling", "json_schema", "json_mode"]
@@ -57,14 +59,24 @@ StructuredOutputMethod = Literal["function_calling", "json_schema", "json_mode"]
 _OWN_CALL_KEYS = ("tool_format", "stream_usage", "task", "stream")
 
 
-@dataclass(frozen=True)
 class _ForeignInput:
-    """How to call a foreign member (a non-AIsa chat model or runnable) for this request."""
+    """How to call a foreign member (a non-AIsa chat model or runnable) for this request: as a child
+    run of this one (the callback manager is made only if a foreign member is called)."""
 
-    messages: list[BaseMessage]
-    stop: list[str] | None
-    kwargs: dict[str, Any]
-    callbacks: Any
+    def __init__(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+        run_manager: Any,
+        manager_cls: type,
+    ) -> None:
+        self.messages, self.stop, self.kwargs = messages, stop, kwargs
+        self.run_manager, self.manager_cls = run_manager, manager_cls
+
+    @functools.cached_property
+    def callbacks(self) -> Any:
+        return child_callbacks(self.run_manager, self.manager_cls)
 
 
 def _response_format(schema: Any, strict: bool | None) -> dict[str, Any]:
@@ -272,8 +284,7 @@ class AIsaChatModel(BaseChatModel):
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
-    _config_cache: tuple[tuple[Any, ...], ClientConfig] | None = PrivateAttr(default=None)
-    _engine_cache: tuple[tuple[Any, ...], Engine] | None = PrivateAttr(default=None)
+    _engine_cache: tuple[tuple[Any, ...], ClientConfig, Engine] | None = PrivateAttr(default=None)
     _primary_member: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
@@ -303,31 +314,41 @@ class AIsaChatModel(BaseChatModel):
         except AIsaError as exc:
             raise as_langchain_error(exc) from None
 
+    def _settings_key(self) -> tuple[Any, ...]:
+        # The identity of every field value: a field set again (or a model_copy with an update) gives
+        # a new key, so what is built from the settings is rebuilt; a few microseconds per call.
+        return (*map(id, self.__dict__.values()), id(self._primary_member))
+
+    def _built(self) -> tuple[ClientConfig, Engine]:
+        """The client configuration and the engine for the current settings (built once per change)."""
+        key = self._settings_key()
+        cached = self._engine_cache
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        config = ClientConfig.resolve(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            default_headers=self.default_headers,
+            http_client=self.http_client,
+            http_async_client=self.http_async_client,
+        )
+        plan = make_plan(
+            config,
+            model=self._primary_member if self._primary_member is not None else self.model,
+            catalog=self.catalog,
+            target_of=target_of,
+            **plan_settings(self),
+        )
+        engine = Engine(plan)
+        self._engine_cache = (key, config, engine)
+        return config, engine
+
     @property
     def _config(self) -> ClientConfig:
-        """The client configuration, re-resolved if a field it depends on changed (model_copy)."""
-        key = (
-            self.api_key,
-            self.base_url,
-            self.timeout,
-            self.max_retries,
-            id(self.default_headers),
-            id(self.http_client),
-            id(self.http_async_client),
-        )
-        cached = self._config_cache
-        if cached is None or cached[0] != key:
-            config = ClientConfig.resolve(
-                api_key=self.api_key,
-                base_url=self.base_url,
-                timeout=self.timeout,
-                max_retries=self.max_retries,
-                default_headers=self.default_headers,
-                http_client=self.http_client,
-                http_async_client=self.http_async_client,
-            )
-            self._config_cache = cached = (key, config)
-        return cached[1]
+        """The client configuration (key, base URL, timeouts) resolved from the fields."""
+        return self._built()[0]
 
     @property
     def _is_plain(self) -> bool:
@@ -345,33 +366,7 @@ class AIsaChatModel(BaseChatModel):
     @property
     def _engine(self) -> Engine:
         """The engine for the current settings (rebuilt when one of them changes)."""
-        config = self._config
-        key = (
-            id(config),
-            self.model,
-            id(self._primary_member),
-            tuple(id(m) if not isinstance(m, str) else m for m in self.fallback_models),
-            id(self.routes),
-            len(self.routes or ()),
-            id(self.classifier),
-            self.fallback_policy,
-            self.first_token_timeout,
-            self.stall_timeout,
-            self.mid_stream,
-            self.check_capabilities,
-            id(self.catalog),
-        )
-        cached = self._engine_cache
-        if cached is None or cached[0] != key:
-            plan = make_plan(
-                config,
-                model=self._primary_member if self._primary_member is not None else self.model,
-                catalog=self.catalog,
-                target_of=target_of,
-                **plan_settings(self),
-            )
-            self._engine_cache = cached = (key, Engine(plan))
-        return cached[1]
+        return self._built()[1]
 
     def _resolve_model_profile(self) -> ModelProfile | None:
         info = self.model_info
@@ -539,13 +534,18 @@ class AIsaChatModel(BaseChatModel):
             raise as_langchain_error(
                 InvalidRequestError("This model has no routes; pass routes={...} to route by task.")
             )
-        call = self._prepare(list(messages), None, dict(kwargs), None)
+        call = self._prepare(list(messages), None, dict(kwargs))
         assert call.route is not None
         return call.route
 
     # -- request ---------------------------------------------------------------------------
     def _prepare(
-        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any], callbacks: Any
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+        run_manager: Any = None,
+        manager_cls: type = CallbackManager,
     ) -> Call:
         own = {k: kwargs.pop(k) for k in _OWN_CALL_KEYS if k in kwargs}
         foreign_kwargs = dict(kwargs)
@@ -566,7 +566,7 @@ class AIsaChatModel(BaseChatModel):
                 task=own.get("task"),
                 legacy_functions=own.get("tool_format", self.tool_format) == "functions",
                 include_usage=own.get("stream_usage", self.stream_usage),
-                foreign_input=_ForeignInput(messages, stop, foreign_kwargs, callbacks),
+                foreign_input=_ForeignInput(messages, stop, foreign_kwargs, run_manager, manager_cls),
             )
         except AIsaError as exc:
             raise as_langchain_error(exc) from None
@@ -593,20 +593,23 @@ class AIsaChatModel(BaseChatModel):
         return result
 
     @staticmethod
-    def _record_route(callbacks: Any, route: RouteDecision | None, call: Call) -> None:
-        if callbacks is None or route is None:
+    def _record_route(call: Call) -> None:
+        """The routing decision as an ``aisa_route`` child run (LangSmith shows why a model was chosen)."""
+        callbacks = call.foreign_input.callbacks if call.route is not None else None
+        if callbacks is None or call.route is None:
             return
         run = callbacks.on_chain_start({"name": "aisa_route"}, {"text": _last_user(call)[:500]}, name="aisa_route")
-        run.on_chain_end(route.to_dict())
+        run.on_chain_end(call.route.to_dict())
 
     @staticmethod
-    async def _arecord_route(callbacks: Any, route: RouteDecision | None, call: Call) -> None:
-        if callbacks is None or route is None:
+    async def _arecord_route(call: Call) -> None:
+        callbacks = call.foreign_input.callbacks if call.route is not None else None
+        if callbacks is None or call.route is None:
             return
         run = await callbacks.on_chain_start(
             {"name": "aisa_route"}, {"text": _last_user(call)[:500]}, name="aisa_route"
         )
-        await run.on_chain_end(route.to_dict())
+        await run.on_chain_end(call.route.to_dict())
 
     # -- calls -----------------------------------------------------------------------------
     def _generate(
@@ -616,9 +619,8 @@ class AIsaChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        callbacks = child_callbacks(run_manager, CallbackManager)
-        call = self._prepare(messages, stop, kwargs, callbacks)
-        self._record_route(callbacks, call.route, call)
+        call = self._prepare(messages, stop, kwargs, run_manager, CallbackManager)
+        self._record_route(call)
         try:
             outcome = self._engine.complete(call)
         except AIsaError as exc:
@@ -632,9 +634,8 @@ class AIsaChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        callbacks = child_callbacks(run_manager, AsyncCallbackManager)
-        call = self._prepare(messages, stop, kwargs, callbacks)
-        await self._arecord_route(callbacks, call.route, call)
+        call = self._prepare(messages, stop, kwargs, run_manager, AsyncCallbackManager)
+        await self._arecord_route(call)
         try:
             outcome = await self._engine.acomplete(call)
         except AIsaError as exc:
@@ -654,9 +655,8 @@ class AIsaChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        callbacks = child_callbacks(run_manager, CallbackManager)
-        call = self._prepare(messages, stop, kwargs, callbacks)
-        self._record_route(callbacks, call.route, call)
+        call = self._prepare(messages, stop, kwargs, run_manager, CallbackManager)
+        self._record_route(call)
         state = StreamState()
         stream = self._engine.stream(call)
         try:
@@ -680,9 +680,8 @@ class AIsaChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        callbacks = child_callbacks(run_manager, AsyncCallbackManager)
-        call = self._prepare(messages, stop, kwargs, callbacks)
-        await self._arecord_route(callbacks, call.route, call)
+        call = self._prepare(messages, stop, kwargs, run_manager, AsyncCallbackManager)
+        await self._arecord_route(call)
         state = StreamState()
         stream = self._engine.astream(call)
         try:

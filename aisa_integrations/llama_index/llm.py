@@ -43,11 +43,12 @@ from ..core.config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientConfig
 from ..core.engine import Call, Engine, make_plan, plan_settings
 from ..core.errors import InvalidRequestError
 from ..core.fallback import FallbackPolicy, FallbackReport
-from ..core.routing import RouteDecision
 from ._convert import StreamAccumulator, completion_to_response, messages_to_openai, partial_json, tool_to_openai
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
+
+    from ..core.routing import RouteDecision
 
 __all__ = ["AIsaLLM"]
 
