@@ -517,3 +517,29 @@ def test_langchain_errors_pickle_with_their_classes(sim):
         AIsaChatModel(model="gpt-4o", max_retries=0, **key(sim)).invoke("hi")
     copy = pickle.loads(pickle.dumps(info.value))
     assert type(copy) is type(info.value) and copy.retry_after == 3 and str(copy) == str(info.value)
+
+
+# -- connections -----------------------------------------------------------------------------
+
+
+def test_streams_return_their_connection_to_the_pool(sim):
+    llm = AIsaChatModel(model="gpt-4o", **key(sim))
+    li = AIsaLLM(model="gpt-4o", api_key=sim.api_key, api_base=sim.base_url)
+    list(llm.stream("warm up"))
+    before = sim.connections
+    for _ in range(5):
+        list(llm.stream("again"))
+        list(li.stream_chat([ChatMessage(role="user", content="again")]))
+        llm.invoke("and a plain call")
+    assert sim.connections == before  # 0 new TCP connections per stream after the first
+
+    async def async_streams():
+        async for _ in llm.astream("warm up"):
+            pass
+        opened = sim.connections
+        for _ in range(5):
+            async for _ in llm.astream("again"):
+                pass
+        return sim.connections - opened
+
+    assert asyncio.run(async_streams()) == 0

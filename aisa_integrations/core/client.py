@@ -56,12 +56,26 @@ class _PooledClient(openai.DefaultHttpxClient):  # type: ignore[misc, valid-type
             pass
 
 
+_closing: set[Any] = set()  # closing tasks, referenced until done
+
+
 class _PooledAsyncClient(openai.DefaultAsyncHttpxClient):  # type: ignore[misc, valid-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        try:  # weakly: the client must not keep its (per-loop cache's) event loop alive
+            self._loop_ref: Any = weakref.ref(asyncio.get_running_loop())
+        except RuntimeError:
+            self._loop_ref = lambda: None
+
     def __del__(self) -> None:
+        # Closed on the loop it belongs to, if that loop still runs; a closed loop's sockets go with it.
         if self.is_closed:
             return
         with contextlib.suppress(Exception):
-            asyncio.get_running_loop().create_task(self.aclose())
+            loop = asyncio.get_running_loop()
+            if loop is self._loop_ref():
+                _closing.add(task := loop.create_task(self.aclose()))
+                task.add_done_callback(_closing.discard)
 
 
 class _LRU:

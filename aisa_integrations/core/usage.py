@@ -56,6 +56,8 @@ def _get(obj: Any, name: str) -> Any:
 
 
 def _int(value: Any) -> int | None:
+    if type(value) is int:
+        return value
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -65,6 +67,8 @@ def _int(value: Any) -> int | None:
 
 
 def _float(value: Any) -> float | None:
+    if type(value) is float:
+        return value
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -73,10 +77,36 @@ def _float(value: Any) -> float | None:
         return None
 
 
+def _from_dict(usage: dict[str, Any]) -> Usage:
+    # The wire's own form (a JSON object): read directly, on every response of every call.
+    prompt_details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
+    prompt_details = prompt_details if isinstance(prompt_details, dict) else {}
+    completion_details = completion_details if isinstance(completion_details, dict) else {}
+    prompt = _int(usage.get("prompt_tokens"))
+    completion = _int(usage.get("completion_tokens"))
+    total = _int(usage.get("total_tokens"))
+    if total is None and prompt is not None and completion is not None:
+        total = prompt + completion
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total,
+        cost=_float(usage.get("cost")),
+        credits_remaining=_float(usage.get("credits_remaining")),
+        cached_tokens=_int(prompt_details.get("cached_tokens")),
+        reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
+        audio_input_tokens=_int(prompt_details.get("audio_tokens")),
+        audio_output_tokens=_int(completion_details.get("audio_tokens")),
+    )
+
+
 def parse_usage(usage: Any) -> Usage | None:
     """Parse a ``usage`` object (a dict or the openai SDK's model); ``None`` when there is none."""
     if usage is None:
         return None
+    if type(usage) is dict:
+        return _from_dict(usage)
     prompt_details = _get(usage, "prompt_tokens_details")
     completion_details = _get(usage, "completion_tokens_details")
     prompt = _int(_get(usage, "prompt_tokens"))

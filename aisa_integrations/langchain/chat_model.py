@@ -284,7 +284,7 @@ class AIsaChatModel(BaseChatModel):
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
-    _engine_cache: tuple[tuple[Any, ...], ClientConfig, Engine] | None = PrivateAttr(default=None)
+    _engine_cache: tuple[int, ClientConfig, Engine] | None = PrivateAttr(default=None)
     _primary_member: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
@@ -314,14 +314,18 @@ class AIsaChatModel(BaseChatModel):
         except AIsaError as exc:
             raise as_langchain_error(exc) from None
 
-    def _settings_key(self) -> tuple[Any, ...]:
-        # The identity of every field value: a field set again (or a model_copy with an update) gives
-        # a new key, so what is built from the settings is rebuilt; a few microseconds per call.
-        return (*map(id, self.__dict__.values()), id(self._primary_member))
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if not name.startswith("_"):
+            self._engine_cache = None  # a setting changed: rebuild what is built from the settings
 
     def _built(self) -> tuple[ClientConfig, Engine]:
-        """The client configuration and the engine for the current settings (built once per change)."""
-        key = self._settings_key()
+        """The client configuration and the engine for the current settings (built once per change).
+
+        Keyed by the object's identity too: a ``model_copy(update=...)`` carries the original's cache
+        but is another object, so it builds its own.
+        """
+        key = id(self)
         cached = self._engine_cache
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]

@@ -273,7 +273,7 @@ def completion_to_response(completion: Mapping[str, Any]) -> ChatResponse:
     model = completion.get("model")
     return ChatResponse(
         message=_message(choice.get("message") or {}, model=model),
-        raw=dict(completion),
+        raw=completion,
         additional_kwargs=_response_kwargs(model, choice.get("finish_reason"), completion.get("usage")),
     )
 
@@ -302,6 +302,6 @@ class StreamAccumulator:
         return ChatResponse(
             message=_message(acc.message(), model=acc.model, partial=True),
             delta=delta.get("content") or "",
-            raw=dict(chunk),
+            raw=chunk,
             additional_kwargs=additional,
         )

@@ -117,6 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
         # As production servers do: without TCP_NODELAY, a body written after its headers waits for the
         # client's delayed ACK (~40 ms), which would swamp every latency figure measured against us.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.sim._connected()
 
     # -- plumbing -------------------------------------------------------------------------
     def _read_json(self) -> Any:
@@ -252,6 +253,10 @@ class _Handler(BaseHTTPRequestHandler):
                     sim.script(reply, model=data.get("model"))
             elif path == "/_simulator/requests" and method == "GET":
                 self._send(200, json.dumps([asdict(r) for r in sim.requests]).encode())
+                return
+            elif path == "/_simulator/stats" and method == "GET":
+                stats = {"connections": sim.connections, "requests": len(sim.requests), "billed": sim.total_billed}
+                self._send(200, json.dumps(stats).encode())
                 return
             elif path == "/_simulator/reset" and method == "POST":
                 sim.reset()
@@ -538,6 +543,7 @@ class AIsaSimulator:
         self.requests: list[LoggedRequest] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self.connections = 0  # TCP connections accepted (a client that reuses its pool opens few)
         self._random = random.Random(seed)
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -681,6 +687,10 @@ class AIsaSimulator:
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
             self._stopping.wait(seconds)
+
+    def _connected(self) -> None:
+        with self._lock:
+            self.connections += 1
 
     def _next_request_id(self) -> str:
         return f"req_sim_{next(self._ids)}"
