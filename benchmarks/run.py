@@ -84,12 +84,13 @@ class Simulator:
             self.root + path,
             data=json.dumps(payload).encode(),
             method=method,
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"},
         )
         urllib.request.urlopen(request).read()
 
     def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.root + "/_simulator/stats") as response:
+        request = urllib.request.Request(self.root + "/_simulator/stats", headers={"Authorization": f"Bearer {KEY}"})
+        with urllib.request.urlopen(request) as response:
             return json.loads(response.read())
 
     def __exit__(self, *exc: object) -> None:

@@ -32,7 +32,7 @@ from aisa_integrations.core.wire import normalize_request
 from aisa_integrations.langchain._convert import format_tools, messages_to_openai
 from aisa_integrations.llama_index._convert import message_to_openai
 from aisa_integrations.testing import AIsaSimulator, Fault
-from aisa_integrations.testing.simulator import _Handler
+from aisa_integrations.testing._validation import _check_part
 from tests._media import b64, png_bytes
 
 
@@ -195,7 +195,7 @@ def test_langchain_messages_become_valid_requests_or_typed_errors(messages):
             parts = sent["content"] if isinstance(sent["content"], list) else []
             assert len([p for p in parts if p["type"] != "text"]) == len(expected_non_text)  # nothing dropped
             for part in parts:
-                assert _Handler._check_part(part, True) is None, part  # what a strict server accepts
+                assert _check_part(part, True) is None, part  # what a strict server accepts
 
 
 _names = st.one_of(st.text(max_size=70), st.sampled_from(["get_weather", "a-b_c", "x" * 64, "x" * 65, "bad name"]))
@@ -264,7 +264,7 @@ def test_llama_index_blocks_become_valid_requests_or_typed_errors(blocks, role):
     parts = sent["content"] if isinstance(sent["content"], list) else []
     assert len([p for p in parts if p["type"] != "text"]) == len(media)  # nothing dropped
     for part in parts:
-        assert _Handler._check_part(part, True) is None, part
+        assert _check_part(part, True) is None, part
     calls = [b for b in blocks if isinstance(b, ToolCallBlock)]
     if role == "assistant":
         assert len(sent.get("tool_calls", [])) == len(calls)

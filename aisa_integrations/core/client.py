@@ -25,6 +25,7 @@ import openai
 
 from .._version import __version__
 from .config import ClientConfig
+from .redaction import guard_logs
 
 __all__ = ["MAX_CLIENTS", "USER_AGENT_HEADER", "clear_client_cache", "get_async_client", "get_client"]
 
@@ -110,6 +111,7 @@ def _headers(config: ClientConfig) -> dict[str, str]:
 
 
 def _kwargs(config: ClientConfig) -> dict[str, Any]:
+    guard_logs(config.api_key.get_secret_value())
     # api_key and base_url are always explicit: given None, the SDK would read OPENAI_* instead.
     return {
         "api_key": config.api_key.get_secret_value(),

@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import email.utils
 import json
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import openai
+
+from .redaction import redact, redact_value, scrub, secrets_of
 
 __all__ = [
     "AIsaAPIError",
@@ -74,16 +75,6 @@ __all__ = [
 
 CREDITS_URL = "https://console.aisa.one"
 _PARTIAL_HINT = "The partial answer is in .partial_text."
-
-_KEY_SHAPED = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]{6,}|\bsk-[A-Za-z0-9_-]{8,}")
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """Remove the given secrets and anything key-shaped (``Bearer …``, ``sk-…``) from text."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return _KEY_SHAPED.sub(lambda m: (m.group(1) or "") + "***", text)
 
 
 class AIsaError(Exception):
@@ -443,6 +434,7 @@ def error_from_body(
     Classified like its HTTP equivalent: by the status it states, else by its code; an error of no
     known kind is a :class:`StreamInterruptedError` mid-stream and a :class:`ServerError` otherwise.
     """
+    body = redact_value(body, secrets)
     code, server_message = _body_fields(body)
     inner = body.get("error", body) if isinstance(body, Mapping) else None
     stated = inner.get("status") if isinstance(inner, Mapping) else None
@@ -501,6 +493,10 @@ def map_openai_error(
     """
     if isinstance(exc, AIsaError):
         return exc
+    # The boundary: the SDK's exception, and everything chained to it, loses the key before it is
+    # kept (as this error's cause) anywhere a traceback, a log or a trace could show it.
+    secrets = [*secrets, *secrets_of(getattr(exc, "request", None))]
+    scrub(exc, secrets)
     if isinstance(exc, openai.APIStatusError):
         return _status_error(exc, model=model, secrets=secrets)
     request = getattr(exc, "request", None)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
@@ -286,7 +285,6 @@ class AIsaChatModel(BaseChatModel):
 
     _engine_cache: tuple[int, ClientConfig, Engine] | None = PrivateAttr(default=None)
     _primary_member: Any = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     # -- construction ----------------------------------------------------------------------
     @model_validator(mode="before")
@@ -311,6 +309,25 @@ class AIsaChatModel(BaseChatModel):
         # AISA_API_KEY) rather than a pydantic ValidationError; either way before any request.
         try:
             _ = self._engine
+        except AIsaError as exc:
+            raise as_langchain_error(exc) from None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickle never carries the key: it is read again from AISA_API_KEY when unpickled (as
+        # LangChain's load() does). What was built from the settings (it holds the key) is rebuilt.
+        state = super().__getstate__()
+        state["__dict__"] = {**state["__dict__"], "api_key": None}
+        private = dict(state.get("__pydantic_private__") or {})
+        private["_engine_cache"] = None
+        state["__pydantic_private__"] = private
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if self.__dict__.get("api_key") is None:
+            self.__dict__["api_key"] = secret_from_env(API_KEY_ENV, default=None)()
+        try:
+            self._built()  # no key in the environment: MissingAPIKeyError now, naming AISA_API_KEY
         except AIsaError as exc:
             raise as_langchain_error(exc) from None
 

@@ -127,6 +127,9 @@ class AIsaLLM(FunctionCallingLLM):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self._build(http_client, async_http_client)
+
+    def _build(self, http_client: Any = None, async_http_client: Any = None) -> None:
         # Resolve now: a missing key fails here, naming AISA_API_KEY, before any request.
         self._config = ClientConfig.resolve(
             api_key=self.api_key,
@@ -140,6 +143,20 @@ class AIsaLLM(FunctionCallingLLM):
         self.api_base = self._config.base_url
         self.api_key = None  # the key lives only in the (secret) client config from here on
         self._engine = Engine(make_plan(self._config, model=self.model, **plan_settings(self)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickle never carries the key: it is read again from AISA_API_KEY when unpickled. (pydantic's
+        # own state, not LlamaIndex's, which would warn about dropping the engine it cannot pickle.)
+        state = BaseModel.__getstate__(self)
+        private = dict(state.get("__pydantic_private__") or {})
+        private.pop("_config", None)
+        private.pop("_engine", None)
+        state["__pydantic_private__"] = private
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._build()  # no key in the environment: MissingAPIKeyError now, naming AISA_API_KEY
 
     model_config = {"populate_by_name": True, "arbitrary_types_allowed": True}
 

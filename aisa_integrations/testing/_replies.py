@@ -197,27 +197,58 @@ def _choose_tools(specs: list[Mapping[str, Any]], text: str, forced: str | None,
     return matched if parallel else matched[:1]
 
 
+def _schema_in(body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) -> Any:
+    """The JSON schema a ``json_object`` request gives: in a tool, or written out in the prompt."""
+    specs, _ = _tool_specs(body)
+    if specs and isinstance(specs[0].get("parameters"), Mapping):
+        return specs[0]["parameters"]
+    for message in reversed(messages):
+        text = _text_of(message.get("content"))[0]
+        for start in (i for i, ch in enumerate(text) if ch == "{"):
+            try:
+                candidate, _ = json.JSONDecoder().raw_decode(text[start:])
+            except ValueError:
+                continue
+            if isinstance(candidate, Mapping) and ("properties" in candidate or candidate.get("type") == "object"):
+                return candidate
+    return None
+
+
+def _json_reply(body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]], hints: _Hints, model: str) -> Any:
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        return sample_from_schema((response_format.get("json_schema") or {}).get("schema") or {}, hints)
+    schema = _schema_in(body, messages)
+    if schema is not None:
+        return sample_from_schema(schema, hints)
+    # Keys the prompt asks for ("... a JSON with 'setup' and 'punchline' keys"), else a fixed shape.
+    keys = [q for q in hints.quoted if _IDENTIFIER.match(q)]
+    if keys:
+        return {key: f"sample {key}" for key in keys}
+    return {"answer": f"Simulated JSON reply to: {hints.text[:80]}", "model": model}
+
+
 def compose_reply(body: Mapping[str, Any], *, model: str, reasoning: bool) -> ScriptedReply:
-    """The simulator's default answer to a request: a function of the request alone."""
+    """The simulator's default answer to a request: a function of the request alone.
+
+    A trailing assistant message is a prefill: the answer continues it (the text it would have
+    given, after what the prefill already says).
+    """
     messages = [m for m in body.get("messages") or [] if isinstance(m, Mapping)]
+    if len(messages) > 1 and messages[-1].get("role") == "assistant" and not messages[-1].get("tool_calls"):
+        prefill = _text_of(messages[-1].get("content"))[0]
+        whole = compose_reply({**body, "messages": messages[:-1]}, model=model, reasoning=reasoning)
+        content = whole.content or ""
+        rest = content[len(prefill) :] if content.startswith(prefill) else " " + content
+        return ScriptedReply(content=rest, tool_calls=whole.tool_calls, reasoning_content=whole.reasoning_content)
     text, images = _last_user(messages)
     last_role = messages[-1].get("role") if messages else None
     hints = _Hints(text)
     thinking = f"The user asked about: {text[:80]}" if reasoning else None
 
     response_format = body.get("response_format") or {}
-    if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema") or {}
-        return ScriptedReply(content=json.dumps(sample_from_schema(schema, hints)), reasoning_content=thinking)
-    if isinstance(response_format, Mapping) and response_format.get("type") == "json_object":
-        # Keys the prompt asks for ("... a JSON with 'setup' and 'punchline' keys"), else a fixed shape.
-        keys = [q for q in hints.quoted if _IDENTIFIER.match(q)]
-        payload = (
-            {key: f"sample {key}" for key in keys}
-            if keys
-            else {"answer": f"Simulated JSON reply to: {text[:80]}", "model": model}
-        )
-        return ScriptedReply(content=json.dumps(payload), reasoning_content=thinking)
+    if isinstance(response_format, Mapping) and response_format.get("type") in ("json_schema", "json_object"):
+        return ScriptedReply(content=json.dumps(_json_reply(body, messages, hints, model)), reasoning_content=thinking)
 
     specs, legacy = _tool_specs(body)
     if specs and last_role not in ("tool", "function"):

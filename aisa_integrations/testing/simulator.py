@@ -25,31 +25,27 @@ from __future__ import annotations
 import itertools
 import json
 import random
-import re
-import socket
-import struct
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..core.catalog import ModelCatalog, default_catalog
 from ._replies import (
     ScriptedReply,
     ScriptedToolCall,
-    compose_reply,
     count_prompt_tokens,
     count_tokens,
     split_words,
 )
+from ._server import MAX_BODY_BYTES, MAX_CONNECTIONS, SimulatorServer
 
 __all__ = ["AIsaSimulator", "Fault", "LoggedRequest", "ScriptedReply", "ScriptedToolCall"]
 
 SIMULATOR_KEY = "sim-key-not-secret"
-_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass
@@ -74,14 +70,60 @@ class Fault:
     chunk_delay: float = 0.0
     times: int | None = None
     probability: float = 1.0  # applies to this share of matching requests (seeded: runs repeat exactly)
+    raw_body: str | None = None  # answer with this body instead (a proxy's HTML page, non-chat JSON...)
+    content_type: str = "application/json"  # of raw_body
+    error_in_body: bool = False  # a 200 whose body is an error object
+    error_event_at: int | None = None  # an in-band SSE `event: error` at this chunk, then the end
+    headers: dict[str, str] | None = None  # extra response headers (a gateway that echoes things back)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            kind = _FAULT_TYPES[f.name]
+            accepted = (int, float) if kind is float else kind  # a whole number of seconds is fine
+            if not isinstance(value, accepted) or (kind in (int, float) and isinstance(value, bool)):
+                raise ValueError(f"Fault.{f.name} must be {kind.__name__}, got {value!r}.")
+            if kind in (int, float) and value < 0:
+                raise ValueError(f"Fault.{f.name} must not be negative, got {value!r}.")
+        if self.status is not None and not 100 <= self.status <= 599:
+            raise ValueError(f"Fault.status must be an HTTP status (100-599), got {self.status}.")
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError(f"Fault.probability must be between 0 and 1, got {self.probability}.")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fault:
+        """A fault from JSON (the control API), checked: unknown fields and wrong types are refused."""
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names - {"model"}
         if unknown:
             raise ValueError(f"Unknown fault fields {sorted(unknown)}; known: {sorted(names)}")
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_FAULT_TYPES: dict[str, type] = {
+    "status": int,
+    "code": str,
+    "message": str,
+    "retry_after": float,
+    "delay": float,
+    "reset": bool,
+    "stall_after": int,
+    "stall_for": float,
+    "drop_after": int,
+    "malformed_at": int,
+    "malformed_body": bool,
+    "missing_done": bool,
+    "chunk_delay": float,
+    "times": int,
+    "probability": float,
+    "raw_body": str,
+    "content_type": str,
+    "error_in_body": bool,
+    "error_event_at": int,
+    "headers": dict,
+}
 
 
 @dataclass
@@ -101,364 +143,6 @@ class LoggedRequest:
     usage: dict[str, Any] | None = None
 
 
-def _error_body(code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        return
-
-    def setup(self) -> None:
-        super().setup()
-        # As production servers do: without TCP_NODELAY, a body written after its headers waits for the
-        # client's delayed ACK (~40 ms), which would swamp every latency figure measured against us.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.sim._connected()
-
-    # -- plumbing -------------------------------------------------------------------------
-    def _read_json(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        if not raw:
-            return None
-        return json.loads(raw)
-
-    def _send(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("x-request-id", self.server.sim._next_request_id())
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _send_error(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
-        self._send(status, _error_body(code, message), headers)
-
-    def _reset(self) -> None:
-        # SO_LINGER 0: the client sees a reset, not an orderly close.
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
-        except OSError:
-            pass
-        self.close_connection = True
-
-    def _client_gone(self) -> bool:
-        """Whether the client closed its end (as a gateway notices, and stops generating)."""
-        import select
-
-        try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            if not readable:
-                return False
-            return self.connection.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):
-            return True
-
-    def _hang_up(self) -> None:
-        # An orderly close mid-body: what was sent arrives, the chunked body stays incomplete.
-        try:
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.close_connection = True
-
-    # -- routes ---------------------------------------------------------------------------
-    def do_GET(self) -> None:
-        sim = self.server.sim
-        path = self.path.split("?", 1)[0]
-        if path.startswith("/_simulator/"):
-            self._control("GET", path, None)
-            return
-        entry = sim._log("GET", path, dict(self.headers), None, None)
-        if not self._authorised(entry):
-            return
-        if path.rstrip("/") in ("/v1/models", "/models"):
-            data = [
-                {"id": mid, "object": "model", "created": 1700000000, "owned_by": sim.catalog.info(mid).developer}
-                for mid in sim.model_ids()
-            ]
-            entry.status = 200
-            self._send(200, json.dumps({"object": "list", "data": data}).encode())
-            return
-        entry.status = 404
-        self._send_error(404, "not_found", f"No route for GET {path}")
-
-    def do_DELETE(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path.startswith("/_simulator/"):
-            self._control("DELETE", path, None)
-            return
-        self._send_error(404, "not_found", f"No route for DELETE {path}")
-
-    def do_POST(self) -> None:
-        sim = self.server.sim
-        path = self.path.split("?", 1)[0]
-        try:
-            body = self._read_json()
-        except (ValueError, UnicodeDecodeError):
-            self._send_error(400, "invalid_json", "The request body is not valid JSON.")
-            return
-        if path.startswith("/_simulator/"):
-            self._control("POST", path, body)
-            return
-        model = body.get("model") if isinstance(body, Mapping) else None
-        entry = sim._log("POST", path, dict(self.headers), body, model if isinstance(model, str) else None)
-        if path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
-            entry.status = 404
-            self._send_error(404, "not_found", f"No route for POST {path}")
-            return
-        if not self._authorised(entry):
-            return
-        try:
-            self._chat(body, entry)
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-            # The client gave up (its timeout); nothing left to answer.
-            self.close_connection = True
-
-    def _authorised(self, entry: LoggedRequest) -> bool:
-        sim = self.server.sim
-        auth = self.headers.get("Authorization", "")
-        token = auth[7:].strip() if auth.startswith("Bearer ") else ""
-        if not token or (sim.api_key is not None and token != sim.api_key):
-            entry.status = 401
-            self._send_error(401, "invalid_api_key", "Invalid or missing API key.")
-            return False
-        return True
-
-    def _control(self, method: str, path: str, body: Any) -> None:
-        sim = self.server.sim
-        try:
-            if path == "/_simulator/faults" and method == "POST":
-                data = dict(body or {})
-                sim.inject(data.pop("model", "*"), Fault.from_dict(data))
-            elif path == "/_simulator/faults" and method == "DELETE":
-                sim.clear_faults()
-            elif path == "/_simulator/latency" and method == "POST":
-                sim.set_latency(float((body or {}).get("seconds", 0.0)), model=(body or {}).get("model"))
-            elif path == "/_simulator/script" and method == "POST":
-                data = dict(body or {})
-                calls = [ScriptedToolCall(**c) for c in data.pop("tool_calls", [])]
-                reply = ScriptedReply(tool_calls=calls, **data.pop("reply", {}))
-                if data.get("persistent"):
-                    sim.fix_reply(reply, model=data.get("model"))
-                else:
-                    sim.script(reply, model=data.get("model"))
-            elif path == "/_simulator/requests" and method == "GET":
-                self._send(200, json.dumps([asdict(r) for r in sim.requests]).encode())
-                return
-            elif path == "/_simulator/stats" and method == "GET":
-                stats = {"connections": sim.connections, "requests": len(sim.requests), "billed": sim.total_billed}
-                self._send(200, json.dumps(stats).encode())
-                return
-            elif path == "/_simulator/reset" and method == "POST":
-                sim.reset()
-            else:
-                self._send_error(404, "not_found", f"No simulator control route {method} {path}")
-                return
-        except (TypeError, ValueError) as exc:
-            self._send_error(400, "invalid_request", str(exc))
-            return
-        self._send(200, b'{"ok": true}')
-
-    # -- chat -----------------------------------------------------------------------------
-    def _validate(self, body: Any) -> tuple[int, str, str] | None:
-        sim = self.server.sim
-        if not isinstance(body, Mapping):
-            return 400, "invalid_request", "The body must be a JSON object."
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            return 400, "invalid_request", "'model' is required."
-        if not sim.serves(model):
-            return 404, "model_not_found", f"Model '{model}' is not available"
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            return 400, "invalid_request", "'messages' must be a non-empty array."
-        info = sim.catalog.info(model)
-        for i, message in enumerate(messages):
-            if not isinstance(message, Mapping) or message.get("role") not in _ROLES:
-                return 400, "invalid_request", f"messages[{i}] has no valid role."
-            content = message.get("content")
-            if isinstance(content, list):
-                for j, part in enumerate(content):
-                    problem = self._check_part(part, info.vision)
-                    if problem:
-                        return 400, problem[0], f"messages[{i}].content[{j}]: {problem[1]}"
-            elif content is not None and not isinstance(content, str):
-                return 400, "invalid_request", f"messages[{i}].content must be a string or an array."
-            if message.get("role") == "tool" and not message.get("tool_call_id"):
-                return 400, "invalid_request", f"messages[{i}] (tool) needs tool_call_id."
-            for k, call in enumerate(message.get("tool_calls") or ()):
-                if isinstance(call, Mapping) and "extra_content" in call and info.family != "gemini":
-                    return (
-                        400,
-                        "invalid_request",
-                        f"messages[{i}].tool_calls[{k}].extra_content is not accepted by {model}.",
-                    )
-        for i, tool in enumerate(body.get("tools") or []):
-            fn = tool.get("function") if isinstance(tool, Mapping) else None
-            if not isinstance(fn, Mapping) or tool.get("type") != "function":
-                return 400, "invalid_request", f"tools[{i}] must be {{'type': 'function', 'function': {{...}}}}."
-            if not _TOOL_NAME.match(str(fn.get("name", ""))):
-                return 400, "invalid_request", f"tools[{i}].function.name must match ^[a-zA-Z0-9_-]{{1,64}}$."
-        if (body.get("tools") or body.get("functions")) and info.tools is False:
-            return 400, "invalid_request", f"Model '{model}' does not support tools."
-        prompt = count_prompt_tokens(body)
-        if info.context_window and prompt > info.context_window:
-            return (
-                400,
-                "context_length_exceeded",
-                f"This model's maximum context length is {info.context_window} tokens; "
-                f"the messages resulted in {prompt} tokens.",
-            )
-        return None
-
-    @staticmethod
-    def _check_part(part: Any, vision: bool | None) -> tuple[str, str] | None:
-        if not isinstance(part, Mapping):
-            return "invalid_request", "a content part must be an object."
-        kind = part.get("type")
-        if kind == "text":
-            return None if isinstance(part.get("text"), str) else ("invalid_request", "text part without text.")
-        if kind == "image_url":
-            if vision is False:
-                return "unsupported_content", "this model does not accept image input."
-            url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), Mapping) else None
-            if not isinstance(url, str) or not url.startswith(("http://", "https://", "data:image/")):
-                return "invalid_image", "image_url.url must be an http(s) URL or a data:image/... URL."
-            if url.startswith("data:") and ";base64," not in url:
-                return "invalid_image", "data URLs must be base64-encoded."
-            return None
-        if kind in ("file", "input_audio"):
-            return None
-        return "invalid_request", f"unknown content part type {kind!r}."
-
-    def _chat(self, body: Any, entry: LoggedRequest) -> None:
-        sim = self.server.sim
-        model = body.get("model") if isinstance(body, Mapping) else None
-        fault = sim._take_fault(model) if isinstance(model, str) else None
-        if fault is not None:
-            entry.fault = asdict(fault)
-        latency = sim.latency_for(model)
-        if latency:
-            sim._sleep(latency)
-        if fault and fault.delay:
-            sim._sleep(fault.delay)
-        if (latency or (fault and fault.delay)) and self._client_gone():
-            entry.status = 499  # the client gave up while we were "thinking": nothing generated, nothing billed
-            self.close_connection = True
-            return
-        if fault and fault.reset:
-            entry.status = 0
-            self._reset()
-            return
-        if fault and fault.status:
-            entry.status = fault.status
-            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
-            code = fault.code or _DEFAULT_CODES.get(fault.status, "server_error")
-            message = fault.message or _DEFAULT_MESSAGES.get(fault.status, "Simulated failure.")
-            self._send_error(fault.status, code, message, headers)
-            return
-        problem = self._validate(body)
-        if problem:
-            entry.status = problem[0]
-            self._send_error(*problem)
-            return
-        info = sim.catalog.info(model)
-        reply = sim._next_script(model) or compose_reply(body, model=model, reasoning=bool(info.reasoning))
-        reply = sim._with_call_ids(_apply_limits(reply, body))
-        if not sim._charge(info, body, reply, entry):
-            entry.status = 402
-            self._send_error(402, "insufficient_credits", "Insufficient credits. Add credits to continue.")
-            return
-        entry.status = 200
-        # An answer is billed only once it is fully delivered: a cut, malformed or abandoned response never
-        # reaches the client's usage, so it is refunded (as the request log's billed_cost shows).
-        try:
-            if body.get("stream"):
-                entry.stream = True
-                delivered = self._stream(body, reply, entry, fault)
-            else:
-                payload = sim._completion(body, reply, entry)
-                delivered = not (fault and fault.malformed_body)
-                self._send(200, payload if delivered else payload[: max(1, len(payload) // 2)])
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-            sim._refund(entry)
-            raise
-        if not delivered:
-            sim._refund(entry)
-
-    def _stream(self, body: Mapping[str, Any], reply: ScriptedReply, entry: LoggedRequest, fault: Fault | None) -> bool:
-        """Write the SSE answer; False if it was deliberately not delivered whole."""
-        sim = self.server.sim
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("x-request-id", sim._next_request_id())
-        self.end_headers()
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        events = list(sim._chunks(body, reply, entry, include_usage))
-        write = self.wfile.write
-        for index, event in enumerate(events):
-            if fault is not None:
-                if fault.drop_after is not None and index >= fault.drop_after:
-                    self._hang_up()
-                    return False
-                if fault.stall_after is not None and index == fault.stall_after:
-                    self.wfile.flush()
-                    sim._sleep(fault.stall_for)
-                    if self._client_gone():
-                        self.close_connection = True
-                        return False  # abandoned mid-answer: the rest is never generated nor billed
-                if fault.malformed_at is not None and index == fault.malformed_at:
-                    event = b'data: {"id": "broken", "choices": [{"delta": {"content": \n\n'
-                if fault.chunk_delay:
-                    sim._sleep(fault.chunk_delay)
-            write(b"%x\r\n%s\r\n" % (len(event), event))
-            if fault is not None and (fault.chunk_delay or fault.stall_after is not None):
-                self.wfile.flush()
-        if not (fault and fault.missing_done):
-            done = b"data: [DONE]\n\n"
-            write(b"%x\r\n%s\r\n" % (len(done), done))
-        write(b"0\r\n\r\n")
-        self.wfile.flush()
-        return not (fault and fault.malformed_at is not None and fault.malformed_at < len(events))
-
-
-_DEFAULT_CODES = {
-    400: "invalid_request",
-    401: "invalid_api_key",
-    402: "insufficient_credits",
-    403: "permission_denied",
-    404: "model_not_found",
-    429: "rate_limit_exceeded",
-    500: "server_error",
-    502: "bad_gateway",
-    503: "service_unavailable",
-    504: "gateway_timeout",
-}
-_DEFAULT_MESSAGES = {
-    400: "Bad request.",
-    401: "Invalid or missing API key.",
-    402: "Insufficient credits. Add credits to continue.",
-    403: "Permission denied.",
-    404: "Model not found.",
-    429: "Rate limit exceeded.",
-    500: "Internal server error (simulated).",
-    502: "Upstream provider error (simulated).",
-    503: "Service unavailable (simulated).",
-    504: "Upstream timeout (simulated).",
-}
-
-
 def _apply_limits(reply: ScriptedReply, body: Mapping[str, Any]) -> ScriptedReply:
     """Honour ``stop`` and ``max_tokens`` like a server would."""
     content = reply.content
@@ -476,22 +160,6 @@ def _apply_limits(reply: ScriptedReply, body: Mapping[str, Any]) -> ScriptedRepl
     return ScriptedReply(
         content=content, tool_calls=reply.tool_calls, reasoning_content=reply.reasoning_content, finish_reason=finish
     )
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-    sim: AIsaSimulator
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients hanging up mid-answer is what fault tests do; anything else is worth a line.
-        import sys
-
-        exc = sys.exc_info()[1]
-        if isinstance(exc, ConnectionError | OSError):
-            return
-        super().handle_error(request, client_address)
 
 
 class AIsaSimulator:
@@ -514,6 +182,10 @@ class AIsaSimulator:
         models: extra model ids to serve beside the catalog's.
         catalog: model capabilities and prices (the process-wide catalog by default).
         seed: for faults with a ``probability`` below 1, so a run can be repeated exactly.
+        host: the interface to bind: loopback only, unless ``allow_remote=True`` (which warns: the
+            simulator is a test double, anyone who can reach it can read the prompts it logged).
+        max_body_bytes: larger request bodies are refused from their headers, unread.
+        max_connections: open connections kept; at the cap the oldest idle one is closed.
     """
 
     def __init__(
@@ -527,7 +199,23 @@ class AIsaSimulator:
         models: list[str] | None = None,
         catalog: ModelCatalog | None = None,
         seed: int = 0,
+        allow_remote: bool = False,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
+        if host not in _LOOPBACK:
+            if not allow_remote:
+                raise ValueError(
+                    f"AIsaSimulator(host={host!r}) would listen beyond this machine. It is a test double whose "
+                    "request log holds prompts: bind 127.0.0.1, or pass allow_remote=True if you mean it."
+                )
+            warnings.warn(
+                f"The AIsa simulator listens on {host}: anyone who can reach it can send requests and, with "
+                "its key, read the request log.",
+                stacklevel=2,
+            )
+        self.max_body_bytes = max_body_bytes
+        self.max_connections = max_connections
         self.host = host
         self.port = port
         self.api_key = api_key
@@ -546,7 +234,7 @@ class AIsaSimulator:
         self.connections = 0  # TCP connections accepted (a client that reuses its pool opens few)
         self._random = random.Random(seed)
         self._stopping = threading.Event()
-        self._server: _Server | None = None
+        self._server: SimulatorServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -554,7 +242,7 @@ class AIsaSimulator:
         if self._server is not None:
             return self
         self._stopping.clear()
-        self._server = _Server((self.host, self.port), _Handler)
+        self._server = SimulatorServer((self.host, self.port), max_connections=self.max_connections)
         self._server.sim = self
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
@@ -614,6 +302,14 @@ class AIsaSimulator:
         return _env()
 
     # -- configuration --------------------------------------------------------------------
+    @staticmethod
+    def fault_from_dict(data: Mapping[str, Any]) -> Fault:
+        return Fault.from_dict(data)
+
+    @staticmethod
+    def _apply_limits(reply: ScriptedReply, body: Mapping[str, Any]) -> ScriptedReply:
+        return _apply_limits(reply, body)
+
     def inject(self, model: str, fault: Fault | None = None, **fields_: Any) -> Fault:
         """Add a fault for ``model`` (``"*"`` for all): ``inject("gpt-4.1", status=503, times=2)``."""
         fault = fault or Fault(**fields_)

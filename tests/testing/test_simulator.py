@@ -265,24 +265,29 @@ def test_request_log_never_keeps_the_key(client, sim):
     assert entry.billed_cost == pytest.approx(sim.total_billed)
 
 
+def control(sim, path, payload=None, *, method=None, headers=None, key=True, raw=None):
+    """A control-API request, as a user's script would send it."""
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if key:
+        sent["Authorization"] = f"Bearer {sim.api_key}"
+    data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
+    req = urllib.request.Request(
+        sim.base_url.replace("/v1", "") + path, data=data, method=method or ("POST" if data else "GET"), headers=sent
+    )
+    with urllib.request.urlopen(req) as resp:
+        return json.loads(resp.read())
+
+
 def test_control_api_over_http(sim, client):
     def post(path, payload):
-        req = urllib.request.Request(
-            sim.base_url.replace("/v1", "") + path,
-            data=json.dumps(payload).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req) as resp:
-            return json.loads(resp.read())
+        return control(sim, path, payload)
 
     assert post("/_simulator/faults", {"model": "gpt-4.1", "status": 500, "times": 1}) == {"ok": True}
     with pytest.raises(openai.InternalServerError):
         ask(client)
     post("/_simulator/script", {"model": "gpt-4.1", "reply": {"content": "scripted over http"}})
     assert ask(client).choices[0].message.content == "scripted over http"
-    with urllib.request.urlopen(sim.base_url.replace("/v1", "") + "/_simulator/requests") as resp:
-        log = json.loads(resp.read())
+    log = control(sim, "/_simulator/requests")
     assert [e["status"] for e in log] == [500, 200]
     with pytest.raises(urllib.error.HTTPError):
         post("/_simulator/faults", {"model": "gpt-4.1", "no_such_fault": 1})
