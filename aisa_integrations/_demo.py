@@ -15,17 +15,24 @@ OFFLINE_BANNER = "offline simulator — replies are scripted"
 
 
 @contextlib.contextmanager
-def demo_backend() -> Iterator[tuple[str, Any]]:
-    """(description, simulator or None); sets AISA_* for the tour when running offline."""
+def demo_backend() -> Iterator[tuple[str, str, Any]]:
+    """(kind, description, simulator or None), labelled by where the tour connects; sets AISA_* for
+    the tour when it starts its own simulator."""
     if os.environ.get(API_KEY_ENV):
+        from urllib.parse import urlparse
+
         from .core.config import resolve_base_url
 
-        yield f"live AIsa API at {resolve_base_url()}", None
+        url = resolve_base_url()
+        if urlparse(url).hostname in ("127.0.0.1", "localhost", "::1"):
+            yield "local", f"a local gateway at {url} ({BASE_URL_ENV}; not the live AIsa API)", None
+        else:
+            yield "live", f"live AIsa API at {url}", None
         return
     from .testing import AIsaSimulator
 
     with AIsaSimulator() as sim, sim.environ():
-        yield f"{OFFLINE_BANNER} ({sim.base_url}; set {API_KEY_ENV} to go live)", sim
+        yield "simulator", f"{OFFLINE_BANNER} ({sim.base_url}; set {API_KEY_ENV} to go live)", sim
 
 
 class _Out:
@@ -45,10 +52,10 @@ class _Out:
 
 def run_demo(*, model: str = "gpt-4.1", stream_model: str = "claude-3-sonnet", as_json: bool = False) -> int:
     out = _Out(as_json)
-    with demo_backend() as (where, sim):
+    with demo_backend() as (kind, where, sim):
         out.say(f"AIsa demo — {where}")
         out.say(f"(base URL from {BASE_URL_ENV}, key from {API_KEY_ENV})")
-        out.summary["backend"] = "simulator" if sim is not None else "live"
+        out.summary["backend"] = kind
         try:
             import langchain_core  # noqa: F401
         except ImportError:

@@ -50,10 +50,27 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(out)
 
 
-def _config() -> Any:
+def _config(args: argparse.Namespace | None = None) -> Any:
     from .core.config import ClientConfig
 
-    return ClientConfig.resolve()
+    timeout = getattr(args, "timeout", None)
+    return ClientConfig.resolve(timeout=timeout) if timeout is not None else ClientConfig.resolve()
+
+
+def _policy() -> dict[str, Any]:
+    """The CLI's retry layer: the core's policy for one model (429s wait out their Retry-After, a 5xx is
+    retried once), saying on stderr why it waits. Timeouts come from --timeout."""
+    from .core.fallback import FallbackPolicy
+
+    def say(model: str, error: BaseException, seconds: float) -> None:
+        status = getattr(error, "status_code", None)
+        asked = getattr(error, "retry_after", None)
+        why = f"{model} answered HTTP {status}" if status else f"{model} failed ({type(error).__name__})"
+        told = f" (Retry-After: {asked:g} s)" if asked is not None else ""
+        print(f"aisa: {why}{told}; waiting {seconds:.1f} s before retrying", file=sys.stderr)
+
+    policy = FallbackPolicy(first_token_timeout=None, stall_timeout=None, circuit_breaker=False)
+    return {"policy": policy, "on_retry": say}
 
 
 # -- chat and vision ---------------------------------------------------------------------------
@@ -63,7 +80,7 @@ def _run_chat(args: argparse.Namespace, messages: list[dict[str, Any]]) -> int:
     from .core.chat import chat, stream_chat
     from .core.usage import parse_usage
 
-    config = _config()
+    config = _config(args)
     params: dict[str, Any] = {
         "model": args.model,
         "messages": messages,
@@ -75,24 +92,29 @@ def _run_chat(args: argparse.Namespace, messages: list[dict[str, Any]]) -> int:
         usage = None
         finish = None
         served = args.model
-        for chunk in stream_chat(config, params):
-            served = chunk.get("model") or served
-            for choice in chunk.get("choices") or ():
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    parts.append(text)
-                    if not args.json:
-                        sys.stdout.write(text)
-                        sys.stdout.flush()
-                if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
-            if chunk.get("usage") is not None:
-                usage = parse_usage(chunk["usage"])
+        try:
+            for chunk in stream_chat(config, params, **_policy()):
+                served = chunk.get("model") or served
+                for choice in chunk.get("choices") or ():
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        parts.append(text)
+                        if not args.json:
+                            sys.stdout.write(text)
+                            sys.stdout.flush()
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+                if chunk.get("usage") is not None:
+                    usage = parse_usage(chunk["usage"])
+        except Exception:
+            if parts and not args.json:
+                print()  # end the partial line; the error follows on its own
+            raise
         content, request_id = "".join(parts), None
         if not args.json:
             print()
     else:
-        completion = chat(config, params)
+        completion = chat(config, params, **_policy())
         choice = completion["choices"][0]
         content, finish, served = (
             choice["message"].get("content") or "",
@@ -167,9 +189,9 @@ def _vision(args: argparse.Namespace) -> int:
 
 
 def _price(info: Any) -> str:
-    if info.input_per_1k is None:
+    if info.input_per_1k is None or info.output_per_1k is None:
         return "?"
-    return f"${info.input_per_1k:g}/${info.output_per_1k:g}"
+    return f"${info.input_per_1k * 1000:,.2f} / ${info.output_per_1k * 1000:,.2f}"
 
 
 def _flag(value: bool | None) -> str:
@@ -177,12 +199,22 @@ def _flag(value: bool | None) -> str:
 
 
 def _models(args: argparse.Namespace) -> int:
+    from .core.catalog import default_catalog
+    from .core.config import API_KEY_ENV
     from .core.models import list_models
 
-    infos = list_models(_config(), family=args.family)
+    if os.environ.get(API_KEY_ENV):
+        infos = list_models(_config(args), family=args.family)
+        source = "the gateway's list, with the built-in catalog's details"
+    else:
+        infos = sorted(
+            (m for m in default_catalog() if not args.family or m.family == args.family), key=lambda m: (m.family, m.id)
+        )
+        source = f"the built-in catalog (no {API_KEY_ENV}: set it to merge the gateway's own list)"
     if args.json:
         _print_json([i.model_dump() for i in infos])
         return 0
+    print(f"Models from {source}:", file=sys.stderr)
     rows = [
         [
             i.id,
@@ -194,7 +226,7 @@ def _models(args: argparse.Namespace) -> int:
         ]
         for i in infos
     ]
-    print(_table(rows, ["id", "family", "context", "vision", "tools", "price in/out per 1K"]))
+    print(_table(rows, ["id", "family", "context", "vision", "tools", "USD per 1M tokens in / out"]))
     return 0
 
 
@@ -210,7 +242,7 @@ def _compare(args: argparse.Namespace) -> int:
             mark = "done" if result.ok else "failed"
             print(f"  {mark}: {result.model} ({result.latency_s:.2f} s)", file=sys.stderr)
 
-    results = compare_models(models, args.message, system=args.system, config=_config(), on_done=progress)
+    results = compare_models(models, args.message, system=args.system, config=_config(args), on_done=progress)
     if args.json:
         _print_json({m: r.to_dict() for m, r in results.items()})
         return 0 if any(r.ok for r in results.values()) else 1
@@ -261,7 +293,15 @@ def _demo(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from .testing.__main__ import run
 
-    return run(args)
+    if not 0 <= args.port <= 65535:
+        print(f"error: --port {args.port} is not a port (0-65535; 0 picks a free one).", file=sys.stderr)
+        return 2
+    try:
+        return run(args)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        print(f"error: cannot listen on {args.host}:{args.port} ({reason}); try --port 0.", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,7 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print machine-readable JSON")
         return p
 
-    chat = common(sub.add_parser("chat", help="one chat completion"))
+    def calls(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--timeout", type=float, help="seconds per request (default 120)")
+        return p
+
+    chat = calls(common(sub.add_parser("chat", help="one chat completion")))
     chat.add_argument("--model", default="gpt-4.1")
     chat.add_argument("--system")
     chat.add_argument("--message")
@@ -286,17 +330,17 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int)
     chat.set_defaults(func=_chat)
 
-    vision = common(sub.add_parser("vision", help="ask about an image (URL or local file)"))
+    vision = calls(common(sub.add_parser("vision", help="ask about an image (URL or local file)")))
     vision.add_argument("--model", default="gpt-4o")
     vision.add_argument("--image", required=True)
     vision.add_argument("--prompt", default="Describe this image.")
     vision.set_defaults(func=_vision)
 
-    models = common(sub.add_parser("models", help="the models the gateway serves, with catalog details"))
+    models = calls(common(sub.add_parser("models", help="the models, with catalog details (no key: the catalog)")))
     models.add_argument("--family", choices=["gpt", "claude", "gemini", "qwen", "deepseek", "grok", "unknown"])
     models.set_defaults(func=_models)
 
-    compare = common(sub.add_parser("compare", help="the same prompt on several models at once"))
+    compare = calls(common(sub.add_parser("compare", help="the same prompt on several models at once")))
     compare.add_argument("--models", required=True, help="comma-separated ids, e.g. gpt-4.1,claude-3-sonnet")
     compare.add_argument("--message", required=True)
     compare.add_argument("--system")
@@ -330,8 +374,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except AIsaError as exc:
         message = " ".join(redact(str(exc), os.environ.get("AISA_API_KEY")).split())
-        print(f"error: {message}", file=sys.stderr)
-        return _exit_code(exc)
+        code = _exit_code(exc)
+        if getattr(args, "json", False):
+            _print_json(
+                {
+                    "error": {
+                        "type": type(exc).__name__,
+                        "message": message,
+                        "exit_code": code,
+                        "status": getattr(exc, "status_code", None),
+                        "code": getattr(exc, "code", None),
+                    }
+                }
+            )
+        else:
+            print(f"error: {message}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         return 130
 

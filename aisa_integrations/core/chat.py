@@ -22,19 +22,20 @@ from .engine import Engine, make_plan
 __all__ = ["achat", "astream_chat", "chat", "stream_chat"]
 
 
-def _engine(config: ClientConfig, request: Mapping[str, Any], plan: Mapping[str, Any]) -> tuple[Engine, dict[str, Any]]:
+def _engine(config: ClientConfig, request: Mapping[str, Any], plan: dict[str, Any]) -> tuple[Engine, dict[str, Any]]:
     body = dict(request)
     model = body.pop("model", None)
     if not isinstance(model, str) or not model:
         from .errors import InvalidRequestError
 
         raise InvalidRequestError(f"model must be a model id such as 'gpt-4.1', got {model!r}.")
-    return Engine(make_plan(config, model=model, **plan)), body
+    on_retry = plan.pop("on_retry", None)
+    return Engine(make_plan(config, model=model, **plan), on_retry=on_retry), body
 
 
 def chat(config: ClientConfig, request: Mapping[str, Any], **plan: Any) -> dict[str, Any]:
     """The completion (a dict) for an OpenAI-format request; ``plan`` takes ``make_plan``'s options
-    (``fallback_models=``, ``first_token_timeout=``, ...)."""
+    (``fallback_models=``, ``first_token_timeout=``, ...) and ``on_retry=`` (see :class:`Engine`)."""
     engine, body = _engine(config, request, plan)
     outcome = engine.complete(engine.prepare(body))
     assert outcome.completion is not None

@@ -54,14 +54,38 @@ def resolve_api_key(api_key: str | SecretStr | None = None) -> SecretStr:
     return SecretStr(value)
 
 
+_ENDPOINTS = ("/chat/completions", "/completions", "/models")
+
+
 def resolve_base_url(base_url: str | None = None) -> str:
-    """The base URL from the argument, else ``AISA_BASE_URL``, else the public AIsa endpoint."""
-    value = (base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).strip()
+    """The base URL from the argument, else ``AISA_BASE_URL``, else the public AIsa endpoint.
+
+    >>> resolve_base_url("https://api.aisa.one/v1/chat/completions")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    aisa_integrations.core.errors.ConfigurationError: ... is an endpoint, not the API root: use 'https://api.aisa.one/v1'...
+    """
+    given = base_url or os.environ.get(BASE_URL_ENV)
+    value = (given or DEFAULT_BASE_URL).strip()
+    source = "base_url" if base_url else BASE_URL_ENV
     if not value.startswith(("http://", "https://")):
         raise ConfigurationError(
-            f"Invalid AIsa base URL {value!r}: it must start with http:// or https:// (for example {DEFAULT_BASE_URL})."
+            f"Invalid AIsa base URL {value!r} ({source}): it must start with http:// or https:// "
+            f"(for example {DEFAULT_BASE_URL})."
         )
-    return value.rstrip("/")
+    value = value.rstrip("/")
+    path = value.split("?", 1)[0]
+    if "/models/" in path and "generateContent" in path:
+        root, endpoint = path[: path.rindex("/models/")], "/models/{model}:generateContent"
+    else:
+        endpoint = next((e for e in _ENDPOINTS if path.endswith(e)), "")
+        root = path[: -len(endpoint)] if endpoint else ""
+    if endpoint:
+        raise ConfigurationError(
+            f"The AIsa base URL {value!r} ({source}) is an endpoint, not the API root: use {root!r} "
+            f"(the client adds {endpoint} itself)."
+        )
+    return value
 
 
 @dataclass(frozen=True)

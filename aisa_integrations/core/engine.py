@@ -545,7 +545,8 @@ class Engine:
     """Runs calls under one :class:`Plan`. Thread-safe; build one per configured model.
 
     ``clock`` / ``sleep`` / ``asleep`` are injectable so the policy's timing can be tested without
-    waiting; ``registry`` holds the circuit breakers (the process-wide one by default).
+    waiting; ``registry`` holds the circuit breakers (the process-wide one by default);
+    ``on_retry(model, error, seconds)`` is told before each wait for a retry (to say why it waits).
     """
 
     def __init__(
@@ -556,8 +557,10 @@ class Engine:
         sleep: Callable[[float], None] = time.sleep,
         asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         registry: BreakerRegistry | None = None,
+        on_retry: Callable[[str, BaseException, float], None] | None = None,
     ) -> None:
         self.plan = plan
+        self.on_retry = on_retry
         self.clock = clock
         self.sleep = sleep
         self.asleep = asleep
@@ -711,6 +714,10 @@ class Engine:
         _record(completion, target.model)
         return completion, None
 
+    def _waiting(self, attempt: _Attempt, exc: BaseException, seconds: float) -> None:
+        if self.on_retry is not None:
+            self.on_retry(attempt.target.name, exc, seconds)
+
     def _plain_target(self, call: Call) -> ModelTarget | None:
         """The model of a plain call (one model, no policy): sent directly, errors raised as they are."""
         if self.plan.managed or len(call.candidates) != 1:
@@ -737,6 +744,7 @@ class Engine:
             except Exception as exc:
                 wait = loop.attempt_failed(attempt, exc)
                 if wait:
+                    self._waiting(attempt, exc, wait)
                     self.sleep(wait)
                 continue
             except BaseException:
@@ -790,6 +798,7 @@ class Engine:
             except Exception as exc:
                 wait = loop.attempt_failed(attempt, exc)
                 if wait:
+                    self._waiting(attempt, exc, wait)
                     await self.asleep(wait)
                 continue
             except BaseException:
@@ -947,6 +956,7 @@ class EngineStream:
                 _close(source)
                 wait = loop.attempt_failed(attempt, exc, gate)
                 if wait:
+                    engine._waiting(attempt, exc, wait)
                     engine.sleep(wait)
                 continue
             except BaseException:  # GeneratorExit (the consumer left), KeyboardInterrupt, ...
@@ -1030,6 +1040,7 @@ class AsyncEngineStream:
                 await _aclose(source)
                 wait = loop.attempt_failed(attempt, exc, gate)
                 if wait:
+                    engine._waiting(attempt, exc, wait)
                     await engine.asleep(wait)
                 continue
             except BaseException:  # cancellation, GeneratorExit

@@ -49,7 +49,8 @@ _PREVIEW = 160
 _WIRE_ERRORS = (openai.OpenAIError, httpx2.HTTPError)
 
 
-def _body(request: Mapping[str, Any], *, stream: bool, include_usage: bool) -> dict[str, Any]:
+def _body(request: Mapping[str, Any], *, stream: bool, include_usage: bool) -> bytes:
+    """The request as JSON bytes (serialised here, once: the SDK sends bytes as they are)."""
     body = {k: v for k, v in request.items() if k != "extra_body"}
     extra = request.get("extra_body")
     if extra:
@@ -61,7 +62,15 @@ def _body(request: Mapping[str, Any], *, stream: bool, include_usage: bool) -> d
     else:
         body.pop("stream", None)
         body.pop("stream_options", None)
-    return body
+    try:
+        return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+        # Nothing has been sent: a value JSON cannot carry (NaN, a date, a set, a lone surrogate).
+        detail = "text that is not valid Unicode (a lone surrogate)" if isinstance(exc, UnicodeEncodeError) else exc
+        raise E.InvalidRequestError(
+            f"The request cannot be sent as JSON: {detail}. Pass plain strings, numbers, lists and dicts "
+            "(convert dates with .isoformat())."
+        ) from None
 
 
 def _options(config: ClientConfig, max_retries: int | None, timeout: float | None) -> dict[str, Any]:
@@ -178,7 +187,7 @@ def post_chat(
     try:
         response = get_client(config).post(
             _PATH,
-            body=_body(request, stream=False, include_usage=False),
+            content=_body(request, stream=False, include_usage=False),
             cast_to=httpx2.Response,
             options=_options(config, max_retries, timeout),
         )
@@ -201,7 +210,7 @@ async def apost_chat(
     try:
         response = await get_async_client(config).post(
             _PATH,
-            body=_body(request, stream=False, include_usage=False),
+            content=_body(request, stream=False, include_usage=False),
             cast_to=httpx2.Response,
             options=_options(config, max_retries, timeout),
         )
@@ -524,7 +533,7 @@ def open_chat_stream(
     try:
         response = get_client(config).post(
             _PATH,
-            body=_body(request, stream=True, include_usage=include_usage),
+            content=_body(request, stream=True, include_usage=include_usage),
             cast_to=httpx2.Response,
             options=_options(config, max_retries, first_token),
             stream=True,
@@ -664,7 +673,7 @@ async def aopen_chat_stream(
     try:
         response = await get_async_client(config).post(
             _PATH,
-            body=_body(request, stream=True, include_usage=include_usage),
+            content=_body(request, stream=True, include_usage=include_usage),
             cast_to=httpx2.Response,
             options=_options(config, max_retries, first_token),
             stream=True,

@@ -84,7 +84,13 @@ def _response_format(schema: Any, strict: bool | None) -> dict[str, Any]:
         return dict(schema)
     if isinstance(schema, type) and is_basemodel_subclass(schema):
         return wire.pydantic_format(schema, strict=strict)
-    function = convert_to_openai_function(schema, strict=strict)
+    try:
+        function = convert_to_openai_function(schema, strict=strict)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidRequestError(
+            f"response_format={schema!r} is not a schema: pass a pydantic model, a TypedDict, a JSON schema or an "
+            f"OpenAI response_format dict ({exc})."
+        ) from None
     return wire.json_schema_format(
         function["parameters"], name=function["name"], description=function.get("description"), strict=strict
     )

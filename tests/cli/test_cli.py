@@ -59,6 +59,7 @@ def test_models_table_json_and_family(sim):
     sim.add_model("grok-3")
     table = run("models", sim=sim).stdout
     assert "claude-3-opus" in table and "200,000" in table and "vision" in table.splitlines()[0]
+    assert "$15.00 / $75.00" in table and "e-0" not in table  # USD per 1M tokens, never $7.5e-05
     data = json.loads(run("models", "--family", "grok", "--json", sim=sim).stdout)
     assert {m["id"] for m in data} == {"grok-2", "grok-beta", "grok-3"}
     assert next(m for m in data if m["id"] == "grok-3")["known"] is False
@@ -121,7 +122,7 @@ def test_demo_json():
     [
         (Fault(status=401), 4, "AISA_API_KEY"),
         (Fault(status=402), 5, "add credits"),
-        (Fault(status=429, retry_after=100_000), 7, "Rate limit"),  # too long for the SDK to wait
+        (Fault(status=429, retry_after=100_000), 7, "Rate limit"),  # longer than the CLI waits
         (Fault(status=503), 9, "retry, or configure a fallback"),
         (Fault(status=400, code="content_policy_violation"), 8, "content filter"),
     ],
@@ -130,7 +131,9 @@ def test_error_classes_exit_codes_and_one_line(sim, fault, code, says):
     sim.inject("*", fault)
     result = run("chat", "--message", "hi", sim=sim, env={"AISA_API_KEY": sim.api_key})
     assert result.returncode == code
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and says in result.stderr
+    *waits, last = result.stderr.splitlines()
+    assert last.startswith("error: ") and says in last  # the error, in one line
+    assert all(w.startswith("aisa: ") and "before retrying" in w for w in waits)  # a 5xx is retried once, said
     assert sim.api_key not in result.stderr + result.stdout
 
 
@@ -152,3 +155,63 @@ def test_version_and_help():
     helptext = run("--help").stdout
     for command in ("chat", "vision", "models", "compare", "route", "simulate", "demo"):
         assert command in helptext
+
+
+def test_models_without_a_key_show_the_built_in_catalog():
+    result = run("models")
+    assert result.returncode == 0, result.stderr
+    assert "gpt-4.1" in result.stdout and "built-in catalog" in result.stderr and "AISA_API_KEY" in result.stderr
+    assert "grok" not in run("models", "--family", "claude").stdout
+
+
+def test_json_errors_are_a_json_object_with_the_same_exit_codes(sim):
+    sim.inject("*", Fault(status=402))
+    result = run("chat", "--message", "hi", "--json", sim=sim)
+    assert result.returncode == 5
+    error = json.loads(result.stdout)["error"]
+    assert error["type"] == "InsufficientCreditsError" and error["exit_code"] == 5 and error["status"] == 402
+    missing = run("chat", "--message", "hi", "--json")
+    assert missing.returncode == 3 and json.loads(missing.stdout)["error"]["type"] == "MissingAPIKeyError"
+
+
+def test_a_stream_cut_ends_the_partial_line_then_says_why(sim):
+    sim.inject("*", Fault(drop_after=5))
+    result = run("chat", "--message", "Tell me a story please", "--stream", sim=sim)
+    assert result.returncode == 9
+    assert result.stdout.startswith("Simulated") and result.stdout.endswith("\n")
+    assert result.stderr.startswith("error: The stream was cut") and result.stderr.count("\n") == 1
+
+
+def test_waiting_out_a_retry_after_is_said_on_stderr(sim):
+    sim.inject("*", Fault(status=429, retry_after=0.2, times=1))
+    result = run("chat", "--message", "hi", sim=sim)
+    assert result.returncode == 0
+    # Retry-After honoured, and never two attempts within 1.5 s: it says so before waiting
+    assert "gpt-4.1 answered HTTP 429 (Retry-After: 0.2 s); waiting 1.5 s before retrying" in result.stderr
+
+
+def test_timeout_is_an_option_of_every_command_that_calls_the_gateway(sim):
+    sim.inject("*", Fault(delay=3))
+    result = run("chat", "--message", "hi", "--timeout", "0.3", sim=sim, env={"AISA_API_KEY": sim.api_key})
+    assert result.returncode == 9 and "timed out" in result.stderr
+    for command in ("chat", "vision", "models", "compare"):
+        assert "--timeout" in run(command, "--help").stdout
+
+
+def test_a_base_url_that_is_an_endpoint_is_a_configuration_error(sim):
+    result = run(
+        "chat", "--message", "hi", env={"AISA_API_KEY": "k", "AISA_BASE_URL": sim.base_url + "/chat/completions"}
+    )
+    assert result.returncode == 3 and f"use '{sim.base_url}'" in result.stderr
+
+
+def test_simulate_refuses_a_bad_or_busy_port_in_one_line(sim):
+    for port, says in (("70000", "is not a port"), (str(sim.port), "cannot listen")):
+        result = run("simulate", "--port", port, timeout=20)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and says in result.stderr
+
+
+def test_demo_says_what_it_talks_to(sim):
+    data = json.loads(run("demo", "--json", sim=sim).stdout)
+    assert data["backend"] == "local"  # a key is set, but the base URL is on this machine
+    assert "a local gateway at" in run("demo", sim=sim).stdout
