@@ -266,21 +266,122 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _route(args: argparse.Namespace) -> int:
+    if args.eval:
+        return _route_eval(args)
+    if args.train:
+        return _route_train(args)
     from .core.capabilities import Requirements, estimate_tokens
+    from .core.classifier import TaskClassifier
     from .core.routing import TaskRouter
 
+    routes = {}
+    for item in args.route or ():
+        task, sep, model = item.partition("=")
+        if not sep or not task or not model:
+            print(f"error: --route {item!r} is not TASK=MODEL (e.g. --route legal=claude-3-opus).", file=sys.stderr)
+            return 2
+        routes[task] = model
+    classifier = TaskClassifier(args.classifier)
+    router = TaskRouter(routes, classifier=classifier if args.classifier else None, sticky=not args.no_sticky)
     messages = [{"role": "user", "content": args.message}]
-    needs = Requirements(vision=bool(args.image), tools=args.tools, prompt_tokens=estimate_tokens(messages))
-    decision = TaskRouter().decide(args.message, needs=needs, images=len(args.image or []), task=args.task)
+    images = len(args.image or [])
+    needs = Requirements(vision=bool(images), tools=args.tools, prompt_tokens=estimate_tokens(messages))
+    decision = router.decide(args.message, needs=needs, images=images, task=args.task, earlier=args.earlier or ())
+    explanation = classifier.explain(args.message, images=images) if args.explain else None
     if args.json:
-        _print_json(decision.to_dict())
+        out = decision.to_dict()
+        if explanation is not None:
+            out["explanation"] = explanation.to_dict()
+        _print_json(out)
         return 0
-    print(f"task:       {decision.task} (confidence {decision.confidence:.2f})")
+    inherited = " (inherited from the conversation)" if decision.inherited else ""
+    print(f"task:       {decision.task}{inherited} (confidence {decision.confidence:.2f})")
     print(f"model:      {decision.model}")
     print(f"why:        {decision.reason}")
     print(f"candidates: {', '.join(decision.candidates)}")
     for skip in decision.skipped:
         print(f"skipped:    {skip['model']}: {skip['why']}")
+    if explanation is not None:
+        _print_explanation(explanation, last_turn_only=bool(args.earlier))
+    return 0
+
+
+def _describe_feature(name: str) -> str:
+    kind, _, value = name.partition(":")
+    return {
+        "w": f"word {value!r}",
+        "b": f"words {value!r}",
+        "len": f"length bucket {value}",
+        "shape": {"lines": "several lines", "question": "ends with '?'"}.get(value, value),
+    }.get(kind, name)
+
+
+def _print_explanation(explanation: Any, *, last_turn_only: bool) -> None:
+    print()
+    print("this turn alone:" if last_turn_only else "evidence:")
+    print(
+        f"  signal:        {explanation.signal or 'none (no image, not mostly Chinese, no code fence or stack trace)'}"
+    )
+    if explanation.probabilities:
+        ranked = sorted(explanation.probabilities.items(), key=lambda kv: kv[1], reverse=True)
+        print("  probabilities: " + ", ".join(f"{task} {p:.2f}" for task, p in ranked))
+        print(f"  threshold:     {explanation.threshold:.2f} (below it a prompt goes to default)")
+        if explanation.features:
+            rival = ranked[1][0] if len(ranked) > 1 else ranked[0][0]
+            print(f"  top features (towards {ranked[0][0]} over {rival}):")
+            for feature in explanation.features:
+                print(f"    {feature.weight:+.3f}  {_describe_feature(feature.name)}")
+
+
+def _route_eval(args: argparse.Namespace) -> int:
+    from .core.classifier import TaskClassifier
+    from .core.training import evaluate, read_examples
+
+    try:
+        examples = [e for path in args.eval for e in read_examples(path)]
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = evaluate(TaskClassifier(args.classifier), examples)
+    if args.json:
+        _print_json(report.to_dict())
+        return 0
+    print(report.format())
+    for example, predicted in report.misses[: args.misses]:
+        print(f"  {example.task} -> {predicted}: {' '.join(example.text.split())[:100]}")
+    return 0
+
+
+def _route_train(args: argparse.Namespace) -> int:
+    from .core.classifier import TaskClassifier
+    from .core.training import evaluate, read_examples, train_classifier
+
+    if not args.out:
+        print("error: --train needs --out MODEL.bin (where to write the classifier).", file=sys.stderr)
+        return 2
+    try:
+        examples = [e for path in args.train for e in read_examples(path)]
+        model = train_classifier(examples, threshold=args.threshold if args.threshold is not None else "auto")
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    model.save(args.out)
+    report = evaluate(TaskClassifier(model), examples)
+    summary = {
+        "out": str(args.out),
+        "classes": list(model.classes),
+        "threshold": model.threshold,
+        "cross_validation": model.metadata.get("cross_validation"),
+        "in_sample_accuracy": round(report.accuracy, 4),
+    }
+    if args.json:
+        _print_json(summary)
+        return 0
+    print(f"wrote {args.out}: tasks {', '.join(model.classes)}; threshold {model.threshold:.2f}")
+    if summary["cross_validation"]:
+        print(f"cross-validated on these prompts: accuracy {summary['cross_validation']['accuracy']:.3f}")
+    print(f"in-sample accuracy (the prompts it was trained on): {report.accuracy:.3f}")
+    print(f"use it: TaskRouter(routes, classifier={str(args.out)!r}) or AIsaChatModel(routes=..., classifier=...)")
     return 0
 
 
@@ -346,11 +447,29 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--system")
     compare.set_defaults(func=_compare)
 
-    route = common(sub.add_parser("route", help="show the task, the chosen model and why, without sending"))
-    route.add_argument("--message", required=True)
+    route = common(
+        sub.add_parser(
+            "route",
+            help="show the task, the chosen model and why, without sending; measure or train the classifier",
+        )
+    )
+    what = route.add_mutually_exclusive_group(required=True)
+    what.add_argument("--message", help="the prompt to route")
+    what.add_argument(
+        "--eval", nargs="+", metavar="FILE.jsonl", help="accuracy and confusion matrix on labelled prompts"
+    )
+    what.add_argument("--train", nargs="+", metavar="FILE.jsonl", help="train a classifier (needs the train extra)")
     route.add_argument("--image", action="append", help="the request carries this image (repeatable)")
     route.add_argument("--tools", action="store_true", help="the request binds tools")
     route.add_argument("--task", help="force a task instead of classifying")
+    route.add_argument("--earlier", action="append", help="an earlier user turn of the conversation (repeatable)")
+    route.add_argument("--no-sticky", action="store_true", help="route the last turn on its own words only")
+    route.add_argument("--explain", action="store_true", help="the signals and top-weighted features behind it")
+    route.add_argument("--classifier", metavar="MODEL.bin", help="a classifier trained with --train")
+    route.add_argument("--route", action="append", metavar="TASK=MODEL", help="route a task to a model (repeatable)")
+    route.add_argument("--misses", type=int, default=0, metavar="N", help="with --eval: list N misclassified prompts")
+    route.add_argument("--out", metavar="MODEL.bin", help="with --train: where to write the classifier")
+    route.add_argument("--threshold", type=float, help="with --train: the confidence threshold (default: chosen by CV)")
     route.set_defaults(func=_route)
 
     from .testing.__main__ import build_parser as simulator_parser

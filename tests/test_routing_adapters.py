@@ -212,3 +212,42 @@ async def test_llama_index_routing_async(sim):
     llm = AIsaLLM(routes={}, api_key=sim.api_key, api_base=sim.base_url)
     response = await llm.acomplete("你好，请介绍一下你自己")
     assert response.additional_kwargs["aisa_route"]["model"] == "qwen-max"
+
+
+# -- conversations and users' own classifiers ----------------------------------------------------
+
+CODE_ASK = "my flask app returns 500 when I post json and the route reads request.form"
+
+
+def test_a_follow_up_stays_on_the_conversations_model_in_both_adapters(router, sim):
+    conversation = [HumanMessage(CODE_ASK), ("ai", "Use request.get_json() instead."), HumanMessage("make it shorter")]
+    reply = router.invoke(conversation)
+    route = reply.response_metadata["aisa_route"]
+    assert (route["task"], route["model"], route["inherited"]) == ("code", "deepseek-coder", True)
+    assert "inherited from the conversation" in route["reason"] and sim.chat_requests()[-1].model == "deepseek-coder"
+    loose = TaskRouterRunnable(api_key=sim.api_key, base_url=sim.base_url, sticky_routing=False)
+    assert loose.invoke(conversation).response_metadata["aisa_route"]["model"] != "deepseek-coder"
+    explicit = router.invoke(conversation, config={"configurable": {"task": "creative"}})
+    assert explicit.response_metadata["aisa_route"]["model"] == "claude-3-opus"
+
+    llm = AIsaLLM(routes={}, api_key=sim.api_key, api_base=sim.base_url)
+    messages = [
+        ChatMessage(role="user", content=CODE_ASK),
+        ChatMessage(role="assistant", content="Use request.get_json() instead."),
+        ChatMessage(role="user", content="thanks, and why?"),
+    ]
+    routed = llm.chat(messages).additional_kwargs["aisa_route"]
+    assert routed["model"] == "deepseek-coder" and routed["inherited"] is True
+
+
+def test_a_user_trained_classifier_drives_the_adapters(sim, tmp_path):
+    from aisa_integrations.core.training import train_classifier
+    from tests.core.test_classifier import USER_EXAMPLES
+
+    path = train_classifier(USER_EXAMPLES).save(tmp_path / "mine.bin")
+    routes = {"legal": "claude-3-opus", "medical": "gpt-4.1"}
+    chat = AIsaChatModel(routes=routes, classifier=str(path), api_key=sim.api_key, base_url=sim.base_url)
+    reply = chat.invoke("can my landlord keep my deposit after I moved out")
+    assert reply.response_metadata["aisa_route"]["task"] == "legal" and sim.chat_requests()[-1].model == "claude-3-opus"
+    llm = AIsaLLM(routes=routes, classifier=path, api_key=sim.api_key, api_base=sim.base_url)
+    assert llm.complete("is ibuprofen safe with a fever").additional_kwargs["aisa_route"]["task"] == "medical"

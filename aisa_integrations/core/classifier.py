@@ -1,18 +1,38 @@
-"""Which task a request is: the built-in classifier (local, deterministic, no network) and an
-optional one that asks a cheap model.
+"""Which task a request is: deterministic signals, then a trained lexical model; local, no network.
+
+The signals decide what needs no guessing: an attached image is ``vision``, mostly Chinese text is
+``chinese``, a code fence or a stack trace is ``code``. Everything else is scored by a
+:class:`~aisa_integrations.core.lexical.LexicalModel` (the one shipped in the package, or one
+trained on your own prompts); a prediction below the model's confidence threshold is unclear and
+goes to ``default``. :func:`model_classifier` is an
+optional alternative that asks a cheap model.
 
 >>> classify_task("Write a haiku about autumn").task
 'creative'
+>>> classify_task("这个函数为什么报错").task
+'chinese'
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["TASKS", "Classification", "Classifier", "classify_task", "model_classifier"]
+from .lexical import Feature, LexicalModel
+
+__all__ = [
+    "TASKS",
+    "Classification",
+    "Classifier",
+    "Explanation",
+    "TaskClassifier",
+    "classify_task",
+    "model_classifier",
+    "signal",
+]
 
 TASKS = ("code", "creative", "fast", "vision", "chinese", "reasoning", "default")
 
@@ -28,378 +48,147 @@ class Classification:
 
 Classifier = Callable[[str], "Classification | str | tuple[str, float, str]"]
 
-
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_KANA = re.compile(r"[\u3040-\u30ff]")  # Japanese writes kanji too: kana keeps it out of ``chinese``
 _LATIN = re.compile(r"[A-Za-z]")
-_STRONG_CODE = re.compile(
-    r"```|~~~|Traceback \(most recent call last\)|Exception in thread|\b\w+(?:Error|Exception): |"
-    r"segmentation fault|panicked at|undefined reference|NullPointerException|^\s+at [\w.$]+\(.*:\d+\)",
-    re.M | re.I,
+# A code fence or a stack trace: marks no prose request carries (on the training set: 68 hits, all code).
+_CODE_MARKS = re.compile(
+    r"```|~~~|Traceback \(most recent call last\)|Exception in thread \"|\b[A-Z]\w*(?:Error|Exception): |"
+    r"\bpanicked at\b|^\s+at [\w.$]+\([\w.]*:\d+\)",
+    re.M,
 )
-_STRONG_CODE_HINTS = ("```", "~~~", "Traceback", "Error", "Exception", "fault", "panicked", "undefined", "\n ")
-_SYNTAX = re.compile(
-    r"\bdef \w+\(|\bfunction\s*\w*\s*\(|=>|#include\s*<|\bpublic (?:static )?(?:void|class)\b|"
-    r"\bconsole\.log\(|\bprint\(|\bimport [\w.]+|\bfrom [\w.]+ import\b|\bSELECT\b.+\bFROM\b|"
-    r"\bfn \w+\(|\bfunc \w+\(|\bclass \w+[:({]|;\s*$|\b(?:var|let|const) \w+ =|</?\w+[^>]*>|"
-    r"\bfor \w+ in \w+|\.\w+\(.*\)|\b\w+ = \w+\(|;\s*\w+\s*=|\w+\[\w*\]\s*=|\binterface \w+ \{|"
-    r"\bgit (?:commit|rebase|merge|push)\b",
-    re.M | re.I,
-)
-_SYNTAX_HINTS = ("(", "=", ";", "<", "{", "[", "import", "SELECT", "select ", "git ")
-_TOKEN = re.compile(r"[a-z0-9+#]+(?:[.'-][a-z0-9+#]+)*")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
-_OPERATOR = re.compile(r"\d\s*[-+*/^×÷=<>]\s*\(?\d|\d\s*%|\d\s*x\b|\bx\s*[-+*/^]|\^\d|∫|√|∑|divided by|times\b", re.I)  # noqa: RUF001
-_QUESTION = re.compile(r"\?\s*$|^(?:what|who|when|where|which|is|are|can|does|do|how|define|name)\b", re.I)
-
-# Keyword vocabularies: one tokenisation and set look-ups keep a decision in a few microseconds.
-_LANGUAGES = frozenset(
-    [
-        "python",
-        "javascript",
-        "typescript",
-        "java",
-        "c++",
-        "c#",
-        "golang",
-        "rust",
-        "ruby",
-        "php",
-        "kotlin",
-        "swift",
-        "scala",
-        "haskell",
-        "sql",
-        "bash",
-        "powershell",
-        "perl",
-        "lua",
-        "matlab",
-        "dart",
-        "elixir",
-        "html",
-        "css",
-        "react",
-        "django",
-        "flask",
-        "node.js",
-        "nodejs",
-        "pandas",
-        "numpy",
-        "regex",
-        "dockerfile",
-        "kubernetes",
-        "terraform",
-        "pytest",
-        "jest",
-        "junit",
-    ]
-)
-_LANGUAGE_PHRASES = ("shell script", "go program", "in go ")
-_CODE_ASKS = frozenset(
-    [
-        "write",
-        "implement",
-        "code",
-        "debug",
-        "fix",
-        "refactor",
-        "optimise",
-        "optimize",
-        "port",
-        "convert",
-        "review",
-        "compile",
-        "create",
-    ]
-)
-_CODE_ASK_PHRASES = ("how do i", "how to")
-_CODE_STRONG_PHRASES = (
-    "unit test",
-    "write a program",
-    "write a script",
-    "write a function",
-    "write code",
-    "write some code",
-    "write a class",
-    "write a method",
-    "write a regex",
-    "write a query",
-    "program that",
-    "script that",
-    "function that",
-    "method that",
-    "class that",
-    "endpoint that",
-    "regex that",
-    "query that",
-    "api endpoint",
-    "rest api",
-)
-_CODE_WORDS = frozenset(
-    [
-        "segfault",
-        "deadlock",
-        "compiler",
-        "linter",
-        "rebase",
-        "npm",
-        "pointer",
-        "variable",
-        "component",
-        "setstate",
-        "useeffect",
-        "recursion",
-        "algorithm",
-        "dataclass",
-        "docker",
-        "array",
-        "hashmap",
-        "stacktrace",
-        "re-renders",
-        "re-render",
-        "rerenders",
-    ]
-)
-_CODE_PHRASES = (
-    "stack trace",
-    "null pointer",
-    "off-by-one",
-    "race condition",
-    "memory leak",
-    "big-o",
-    "big o",
-    "time complexity",
-    "merge conflict",
-    "pull request",
-    "pip install",
-    "linked list",
-    "hash map",
-    "binary search",
-    "binary tree",
-    "list comprehension",
-    "index out of range",
-    "core dumped",
-)
-_CREATIVE_WORDS = frozenset(
-    [
-        "story",
-        "stories",
-        "poem",
-        "poems",
-        "poetry",
-        "haiku",
-        "haikus",
-        "limerick",
-        "limericks",
-        "sonnet",
-        "sonnets",
-        "slogan",
-        "slogans",
-        "tagline",
-        "taglines",
-        "lyrics",
-        "song",
-        "songs",
-        "rap",
-        "verse",
-        "verses",
-        "fable",
-        "fables",
-        "screenplay",
-        "novel",
-        "fiction",
-        "jingle",
-        "jingles",
-        "toast",
-        "motto",
-        "mottos",
-        "mottoes",
-        "catchphrase",
-        "catchphrases",
-        "rhyme",
-        "rhymes",
-        "ballad",
-        "ballads",
-        "ode",
-        "odes",
-        "bedtime",
-        "fairytale",
-    ]
-)
-_CREATIVE_PHRASES = ("fairy tale",)
-_ROLEPLAY_PHRASES = (
-    "role-play",
-    "roleplay",
-    "role play",
-    "pretend you are",
-    "pretend to be",
-    "act as ",
-    "in the voice of",
-    "in the style of",
-    "stay in character",
-)
-_REASONING_STRONG = frozenset(
-    [
-        "prove",
-        "proof",
-        "derive",
-        "solve",
-        "calculate",
-        "compute",
-        "integrate",
-        "differentiate",
-        "probability",
-        "equation",
-        "theorem",
-        "analyze",
-        "analyse",
-        "analysis",
-        "critique",
-        "assess",
-        "evaluate",
-        "estimate",
-        "deduce",
-        "eigenvalue",
-        "eigenvalues",
-        "eigenvectors",
-        "riddle",
-        "puzzle",
-        "syllogism",
-        "implications",
-        "consequences",
-        "optimal",
-        "logically",
-        "valid",
-        "validity",
-        "trade-offs",
-        "tradeoffs",
-    ]
-)
-_REASONING_STRONG_PHRASES = (
-    "step by step",
-    "step-by-step",
-    "expected value",
-    "pros and cons",
-    "trade offs",
-    "reason it out",
-    "think through",
-)
-_REASONING_WEAK = frozenset(
-    ["compare", "comparison", "reason", "reasoning", "logic", "logical", "strategy", "therefore", "matrix"]
-)
-_REASONING_WEAK_PHRASES = (
-    "why does",
-    "why do ",
-    "why is",
-    "why are",
-    "how many",
-    "how much",
-    "how long",
-    "what would happen",
-    "explain why",
-    "if all",
-    "catch up",
-)
+_CODE_HINTS = ("``", "~~", "Trace", "Exception", "Error", "panicked", "\n ", "\n\t")  # cheap pre-checks
+#: Beyond this the text is pasted material; the language of the request shows in its head.
+_SIGNAL_SPAN = 4000
 
 
-def _phrases(lowered: str, phrases: tuple[str, ...]) -> int:
-    return sum(1 for phrase in phrases if phrase in lowered)
+def signal(text: str, *, images: int = 0) -> Classification | None:
+    """The deterministic decision, if there is one: an attached image, mostly Chinese text, or a
+    code fence or stack trace.
 
-
-def _score_code(text: str, lowered: str, tokens: list[str], token_set: set[str]) -> tuple[int, str]:
-    if any(h in text for h in _STRONG_CODE_HINTS) and _STRONG_CODE.search(text):
-        return 5, "code or error output in the message"
-    score, reasons = 0, []
-    if any(h in text for h in _SYNTAX_HINTS):
-        syntax = 0
-        for _ in _SYNTAX.finditer(text):
-            syntax += 1
-            if syntax == 2:
-                break
-        if syntax:
-            score += syntax + 1
-            reasons.append("code-like syntax")
-    if _phrases(lowered, _CODE_STRONG_PHRASES):
-        score += 3
-        reasons.append("asks for code")
-    language = next((t for t in tokens if t in _LANGUAGES), None) or (
-        "Go" if _phrases(lowered, _LANGUAGE_PHRASES) else None
-    )
-    if language:
-        ask = bool(token_set & _CODE_ASKS) or bool(_phrases(lowered, _CODE_ASK_PHRASES))
-        score += 3 if ask else 1
-        reasons.append(f"{'asks about' if ask else 'mentions'} {language}")
-    if token_set & _CODE_WORDS or _phrases(lowered, _CODE_PHRASES):
-        score += 2
-        reasons.append("programming vocabulary")
-    return score, " and ".join(reasons)
-
-
-def _score_creative(lowered: str, token_set: set[str]) -> tuple[int, str]:
-    score, reasons = 0, []
-    found = token_set & _CREATIVE_WORDS
-    if found or _phrases(lowered, _CREATIVE_PHRASES):
-        score += 3
-        reasons.append(f"asks for {min(found) if found else 'a fairy tale'}")
-    if _phrases(lowered, _ROLEPLAY_PHRASES):
-        score += 3
-        reasons.append("role-play or a voice")
-    return score, " and ".join(reasons)
-
-
-def _score_reasoning(text: str, lowered: str, tokens: list[str], words: int) -> tuple[int, str]:
-    score, reasons = 0, []
-    operators = len(_OPERATOR.findall(text)) if any(c.isdigit() for c in text) or "x" in lowered else 0
-    numbers = len(_NUMBER.findall(text)) if operators or any(c.isdigit() for c in text) else 0
-    if operators >= 2 or (operators and words > 6) or numbers >= 3:
-        score += 3
-        reasons.append("a calculation or word problem")
-    strong = sum(1 for t in tokens if t in _REASONING_STRONG) + _phrases(lowered, _REASONING_STRONG_PHRASES)
-    weak = sum(1 for t in tokens if t in _REASONING_WEAK) + _phrases(lowered, _REASONING_WEAK_PHRASES)
-    if strong or weak:
-        score += min(2 * strong + weak, 4)
-        reasons.append("asks for multi-step reasoning or analysis")
-    return score, " and ".join(reasons)
-
-
-def classify_task(text: str, *, images: int = 0) -> Classification:
-    """The built-in classifier: local, deterministic, no network.
-
-    >>> classify_task("Fix this Python function: def f(x) return x").task
-    'code'
-    >>> classify_task("Write a haiku about autumn").task
-    'creative'
-    >>> classify_task("What is the capital of France?").task
-    'fast'
+    >>> signal("what breed is this?", images=1).task
+    'vision'
+    >>> signal("what breed is a corgi?") is None
+    True
     """
     if images:
         return Classification("vision", 1.0, f"the request carries {images} image(s)")
-    text = text[:4000]  # the signals are near the start; a bound keeps the decision in microseconds
-    if _CJK.search(text):
-        cjk = len(_CJK.findall(text))
-        latin = len(_LATIN.findall(text))
-        if cjk >= 2 and cjk / (cjk + latin / 4 + 1e-9) >= 0.5:
-            return Classification("chinese", 0.95, "mostly Chinese text")
-    words = text.count(" ") + 1
-    lowered = text.lower()
-    tokens = _TOKEN.findall(lowered)
-    token_set = set(tokens)
-    code, code_why = _score_code(text, lowered, tokens, token_set)
-    creative, creative_why = _score_creative(lowered, token_set)
-    reasoning, reasoning_why = _score_reasoning(text, lowered, tokens, words)
-    score, _, task, why = max(
-        (code, 3, "code", code_why),
-        (creative, 2, "creative", creative_why),
-        (reasoning, 1, "reasoning", reasoning_why),
-    )
-    if score >= 2:
-        runner_up = sorted((code, creative, reasoning))[-2]
-        confidence = min(0.97, 0.55 + 0.08 * score - 0.08 * runner_up)
-        return Classification(task, round(max(confidence, 0.4), 2), why)
-    question = bool(_QUESTION.search(text.strip()))
-    if words <= 25 and (question or words <= 12):
-        return Classification("fast", 0.7 if question else 0.55, "a short, simple request")
-    return Classification("default", 0.4, "no strong signal; the default route")
+    head = text[:_SIGNAL_SPAN]
+    if _HAN.search(head):
+        han = len(_HAN.findall(head))
+        other = len(_KANA.findall(head)) + len(_LATIN.findall(head)) / 4  # a Latin word is ~4 letters
+        if han >= 2 and han / (han + other) >= 0.5:
+            return Classification("chinese", 0.99, "mostly Chinese text")
+    mark = _CODE_MARKS.search(head) if any(hint in head for hint in _CODE_HINTS) else None
+    if mark:
+        return Classification("code", 0.99, f"a code fence or stack trace ({mark.group(0).strip()!r})")
+    return None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a prompt got its task: the signal that decided it, or the model's probabilities and features."""
+
+    classification: Classification
+    signal: str | None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    features: list[Feature] = field(default_factory=list)
+    threshold: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.classification.task,
+            "confidence": round(self.classification.confidence, 4),
+            "reason": self.classification.reason,
+            "signal": self.signal,
+            "threshold": self.threshold,
+            "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
+            "features": [{"feature": f.name, "weight": f.weight} for f in self.features],
+        }
+
+
+class TaskClassifier:
+    """Signals first, then a lexical model; a prediction below its threshold goes to ``default``.
+
+    ``model`` is a :class:`LexicalModel`, a path to a saved one, or ``None`` for the model shipped
+    in the package. ``threshold`` overrides the one the model was trained with.
+
+    >>> classify = TaskClassifier()
+    >>> classify("my pandas merge drops rows, why").task
+    'code'
+    >>> TaskClassifier(threshold=0.999)("tell me something").task
+    'default'
+    """
+
+    def __init__(self, model: LexicalModel | str | Path | None = None, *, threshold: float | None = None) -> None:
+        if isinstance(model, str | Path):
+            model = LexicalModel.load(model)
+        self._model = model
+        if threshold is not None and not 0 <= threshold < 1:
+            raise ValueError(f"threshold must be in [0, 1); got {threshold!r}.")
+        self._threshold = threshold
+
+    @property
+    def model(self) -> LexicalModel:
+        if self._model is None:
+            self._model = LexicalModel.builtin()  # loaded on first use: importing stays cheap
+        return self._model
+
+    @property
+    def threshold(self) -> float:
+        return self.model.threshold if self._threshold is None else self._threshold
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Every task this classifier can produce."""
+        return tuple(dict.fromkeys((*self.model.classes, "vision", "chinese", "default")))
+
+    def __call__(self, text: str, *, images: int = 0) -> Classification:
+        decided = signal(text, images=images)
+        if decided is not None:
+            return decided
+        prediction = self.model.predict(text)
+        threshold = self.threshold
+        if prediction.probability < threshold:
+            return Classification(
+                "default",
+                prediction.probability,
+                f"unclear: {prediction.label} at {prediction.probability:.2f} is below the "
+                f"{threshold:.2f} threshold, so the default route",
+            )
+        return Classification(
+            prediction.label,
+            prediction.probability,
+            f"the task model: {prediction.label} at {prediction.probability:.2f}",
+        )
+
+    def explain(self, text: str, *, images: int = 0, top: int = 8) -> Explanation:
+        """The decision with its evidence: the deciding signal, or probabilities and top features."""
+        classification = self(text, images=images)
+        decided = signal(text, images=images)
+        if decided is not None:
+            return Explanation(classification, decided.reason)
+        return Explanation(
+            classification,
+            None,
+            self.model.predict(text).probabilities,
+            self.model.explain(text, top=top),
+            self.threshold,
+        )
+
+
+_BUILTIN = TaskClassifier()
+
+
+def classify_task(text: str, *, images: int = 0) -> Classification:
+    """The built-in classifier: signals, then the shipped model; local, deterministic, no network.
+
+    >>> classify_task("Fix this Python function: def f(x) return x").task
+    'code'
+    >>> classify_task("What is the capital of France?").task
+    'fast'
+    """
+    return _BUILTIN(text, images=images)
 
 
 def model_classifier(

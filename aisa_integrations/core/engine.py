@@ -176,6 +176,7 @@ def make_plan(
     stall_timeout: float | None = None,
     mid_stream: MidStream = "raise",
     check_capabilities: bool = True,
+    sticky_routing: bool = True,
     catalog: ModelCatalog | None = None,
     params: Mapping[str, Any] | None = None,
     target_of: Callable[[Any], Target] | None = None,
@@ -207,7 +208,7 @@ def make_plan(
 
         resolved = {key: _route_spec(spec, target_of) for key, spec in (routes or {}).items()}
         resolved.setdefault("default", model)
-        router = TaskRouter(resolved, classifier=classifier, catalog=catalog, model_of=_model_of)
+        router = TaskRouter(resolved, classifier=classifier, catalog=catalog, model_of=_model_of, sticky=sticky_routing)
     return Plan(
         config=config,
         targets=targets,
@@ -228,6 +229,7 @@ PLAN_SETTINGS = (
     "stall_timeout",
     "mid_stream",
     "check_capabilities",
+    "sticky_routing",
 )
 
 
@@ -592,8 +594,12 @@ class Engine:
         needs = requirements_of(normalized)
         route = None
         if plan.router is not None and override is None:
+            from .routing import user_turns  # loaded with the router already: routing stays lazy
+
+            turns = user_turns(normalized["messages"]) or [""]
             route = plan.router.decide(
-                _last_user_text(normalized["messages"]),
+                turns[-1],
+                earlier=turns[:-1],
                 needs=needs,
                 images=image_count(normalized),
                 task=task,
@@ -878,17 +884,6 @@ async def _aforeign(
         if aclose is not None:
             with contextlib.suppress(Exception):
                 await aclose()
-
-
-def _last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
-    return ""
 
 
 class EngineStream:

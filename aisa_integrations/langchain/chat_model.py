@@ -274,7 +274,10 @@ class AIsaChatModel(BaseChatModel):
     routes: dict[str, Any] | None = None
     """Route by task: task → model id, list (a fallback chain), chat model or runnable, or ``Cheapest``."""
     classifier: Any = Field(default=None, exclude=True)
-    """A custom task classifier for routing (``text -> task``)."""
+    """The task classifier for routing: a ``TaskClassifier``, a trained ``LexicalModel`` or its path,
+    or any callable ``text -> task`` (the built-in classifier by default)."""
+    sticky_routing: bool = True
+    """Keep a conversation's task (and model) across follow-up turns that name no task of their own."""
     first_token_timeout: float | None = None
     """Abandon an attempt that produced no content within this many seconds (and fail over)."""
     stall_timeout: float | None = None

@@ -42,8 +42,12 @@ class TaskRouterRunnable(AIsaChatModel):
             table (code → deepseek-coder, creative → claude-3-opus, fast → gpt-3.5-turbo,
             vision → gpt-4o, chinese → qwen-max, reasoning → gpt-4.1); the default route is ``model``
             (gpt-4.1 unless given).
-        classifier: any callable ``text -> task`` (or ``(task, confidence, reason)``); see
+        classifier: a :class:`~aisa_integrations.core.classifier.TaskClassifier`, a trained
+            :class:`~aisa_integrations.core.lexical.LexicalModel` or the path of one (``aisa route
+            --train``), or any callable ``text -> task`` (or ``(task, confidence, reason)``); see
             :func:`aisa_integrations.core.classifier.model_classifier` for one that asks a cheap model.
+        sticky_routing: a follow-up turn that names no task of its own ("shorter please") keeps the
+            conversation's task and model (on by default).
         first_token_timeout ... max_cooldown: the fallback policy's fields (or ``policy=``).
         **kwargs: settings for the models built from ids (api_key, base_url, temperature, ...).
     """
@@ -53,6 +57,7 @@ class TaskRouterRunnable(AIsaChatModel):
         routes: Mapping[str, Any] | None = None,
         *,
         classifier: Any = None,
+        sticky_routing: bool = True,
         catalog: ModelCatalog | None = None,
         first_token_timeout: float | None = 10.0,
         stall_timeout: float | None = 30.0,
@@ -76,6 +81,7 @@ class TaskRouterRunnable(AIsaChatModel):
         super().__init__(
             routes=dict(routes or {}),
             classifier=classifier,
+            sticky_routing=sticky_routing,
             catalog=catalog,
             fallback_policy=chosen,
             mid_stream=mid_stream,

@@ -108,7 +108,14 @@ class AIsaLLM(FunctionCallingLLM):
         default=None,
         description="Route by task (core.routing): task -> model id, list of ids (fallback) or Cheapest(...).",
     )
-    classifier: Any = Field(default=None, exclude=True, description="Custom task classifier for routing.")
+    classifier: Any = Field(
+        default=None,
+        exclude=True,
+        description="Task classifier for routing: TaskClassifier, a trained LexicalModel or its path, or text -> task.",
+    )
+    sticky_routing: bool = Field(
+        default=True, description="Keep a conversation's task (and model) across follow-ups that name no task."
+    )
     mid_stream: Literal["raise", "continue"] = Field(
         default="raise", description="After content was streamed: raise, or continue on a prefill-capable model."
     )

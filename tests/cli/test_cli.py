@@ -83,6 +83,55 @@ def test_route_without_sending_or_key():
     assert "task:       vision" in text and "model:      gpt-4o" in text
 
 
+def test_route_explain_and_conversation():
+    text = run("route", "--message", "my docker build fails with exit code 137", "--explain").stdout
+    assert "task:       code" in text and "probabilities: code" in text and "word 'docker'" in text
+    assert "threshold:" in text and "signal:        none" in text
+    traced = json.loads(
+        run("route", "--message", "Traceback (most recent call last):\n x", "--explain", "--json").stdout
+    )
+    assert traced["explanation"]["signal"].startswith("a code fence or stack trace") and traced["task"] == "code"
+    follow = run("route", "--message", "make it shorter", "--earlier", "write me a poem about the sea", "--explain")
+    assert "task:       creative (inherited from the conversation)" in follow.stdout
+    assert "this turn alone:" in follow.stdout and "probabilities: default" in follow.stdout
+    loose = json.loads(
+        run(
+            "route", "--message", "make it shorter", "--earlier", "a poem about the sea", "--no-sticky", "--json"
+        ).stdout
+    )
+    assert loose["task"] == "default" and "inherited" not in loose
+
+
+def test_route_eval_and_train(tmp_path):
+    from tests.core.test_classifier import USER_EXAMPLES
+
+    labelled = tmp_path / "mine.jsonl"
+    labelled.write_text("\n".join(json.dumps({"text": t, "task": k}) for t, k in USER_EXAMPLES) + "\n")
+    builtin = run("route", "--eval", str(labelled), "--misses", "2")
+    assert builtin.returncode == 0 and "accuracy " in builtin.stdout and "legal (8)" in builtin.stdout
+    assert builtin.stdout.count("legal -> ") + builtin.stdout.count("medical -> ") >= 1  # the built-in has no legal
+    model = tmp_path / "mine.bin"
+    trained = run("route", "--train", str(labelled), "--out", str(model))
+    assert trained.returncode == 0, trained.stderr
+    assert "tasks default, legal, medical" in trained.stdout and "in-sample accuracy" in trained.stdout
+    report = json.loads(run("route", "--eval", str(labelled), "--classifier", str(model), "--json").stdout)
+    assert (
+        report["total"] == 24
+        and report["accuracy"] >= 0.9
+        and set(report["per_class"]) == {"legal", "medical", "default"}
+    )
+    args = ["--message", "can my landlord keep my deposit", "--classifier", str(model), "--json"]
+    routed = json.loads(run("route", *args, "--route", "legal=claude-3-opus").stdout)
+    assert (routed["task"], routed["model"]) == ("legal", "claude-3-opus")
+    assert run("route", "--message", "x", "--route", "legal").returncode == 2
+    missing = run("route", "--train", str(labelled))
+    assert missing.returncode == 2 and "--out" in missing.stderr
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{not json\n")
+    bad = run("route", "--eval", str(broken))
+    assert bad.returncode == 2 and "broken.jsonl:1: not JSON" in bad.stderr
+
+
 def test_simulate_json_and_demo(sim):
     proc = subprocess.Popen([*AISA, "simulate", "--port", "0", "--json"], stdout=subprocess.PIPE, text=True)
     try:

@@ -1,4 +1,4 @@
-"""The routing policy: the classifier's rules and accuracy, routes, constraints, explanations."""
+"""The routing policy: routes, constraints, explanations, conversations (the classifier: test_classifier.py)."""
 
 from __future__ import annotations
 
@@ -10,79 +10,13 @@ from aisa_integrations.core import ClientConfig
 from aisa_integrations.core.catalog import default_catalog
 from aisa_integrations.core.routing import (
     DEFAULT_ROUTES,
+    SWITCH_CONFIDENCE,
     Cheapest,
-    Classification,
     NoEligibleModelError,
     Requirements,
     TaskRouter,
-    classify_task,
     model_classifier,
 )
-from tests.data.routing_prompts import LABELLED, VISION
-
-
-@pytest.mark.parametrize(
-    ("text", "task"),
-    [
-        ("```python\nprint('x')\n```", "code"),  # a fence
-        ("Traceback (most recent call last):\n  File 'a.py'\nValueError: bad", "code"),  # a stack trace
-        ("x = foo(bar); y = [1, 2]; console.log(y)", "code"),  # code-like syntax
-        ("Write a program that sorts names", "code"),  # asks for code, no language named
-        ("How do I read a file in Rust?", "code"),  # asks in a named language, no snippet
-        ("Solve 3x + 7 = 22 step by step", "reasoning"),  # maths
-        ("If all cats are mammals and Tom is a cat, is Tom a mammal? Deduce it.", "reasoning"),  # logic
-        ("Analyze the trade-offs of microservices for a small team", "reasoning"),  # analysis
-        ("Write a poem about the sea", "creative"),  # poem
-        ("Write a short story about a robot", "creative"),  # story
-        ("Give me a slogan for a bakery", "creative"),  # slogan
-        ("Pretend you are a wizard and introduce yourself", "creative"),  # role-play
-        ("What is the capital of Peru?", "fast"),  # a short simple question
-        ("请介绍一下长城的历史", "chinese"),  # mostly Chinese
-    ],
-)
-def test_each_rule(text, task):
-    result = classify_task(text)
-    assert result.task == task, result
-    assert 0 < result.confidence <= 1 and result.reason
-
-
-def test_images_mean_vision_whatever_the_text():
-    assert classify_task("Write a Python function", images=2) == Classification(
-        "vision", 1.0, "the request carries 2 image(s)"
-    )
-
-
-def test_chinese_with_english_terms_and_english_with_one_hanzi():
-    assert classify_task("请解释一下 Kubernetes 的 Pod 是什么").task == "chinese"
-    assert classify_task("What does the character 水 mean?").task == "fast"
-
-
-def test_long_unremarkable_text_goes_to_the_default_route():
-    text = "I have been thinking about my garden and the plants I grew last year in the sunny corner " * 3
-    assert classify_task(text).task == "default"
-
-
-def test_deterministic():
-    assert all(classify_task(p) == classify_task(p) for p, _ in LABELLED)
-
-
-def test_accuracy_on_the_labelled_set():
-    """The README quotes this figure; the set has 110 prompts over six task types, some deliberately hard."""
-    assert len(LABELLED) + len(VISION) >= 100
-    assert {t for _, t in LABELLED} | {t for _, t in VISION} == {
-        "code",
-        "creative",
-        "fast",
-        "reasoning",
-        "chinese",
-        "vision",
-    }
-    correct = sum(classify_task(p).task == t for p, t in LABELLED)
-    correct += sum(classify_task(p, images=1).task == t for p, t in VISION)
-    accuracy = correct / (len(LABELLED) + len(VISION))
-    print(f"routing classifier accuracy: {accuracy:.1%} ({correct}/{len(LABELLED) + len(VISION)})")
-    assert accuracy >= 0.95
-
 
 # -- routes and constraints ------------------------------------------------------------------
 
@@ -122,7 +56,7 @@ def test_cheapest_policy_route():
 
 def test_tools_skip_a_model_without_tools_and_say_why():
     router = TaskRouter({"reasoning": ["deepseek-r1", "gpt-4.1"]})
-    decision = router.decide("Prove the theorem step by step", needs=Requirements(tools=True))
+    decision = router.decide("Prove the theorem step by step", needs=Requirements(tools=True), task="reasoning")
     assert decision.model == "gpt-4.1"
     assert decision.skipped == [{"model": "deepseek-r1", "why": "no tool calling"}]
     assert decision.to_dict()["candidates"] == ["deepseek-r1", "gpt-4.1"]
@@ -192,3 +126,43 @@ def test_model_classifier_asks_a_cheap_model(sim):
     assert sim.chat_requests("gpt-4o-mini")[0].body["max_tokens"] == 5
     sim.script("banana", model="gpt-4o-mini")  # an unusable answer falls back to the built-in classifier
     assert router.decide("Write a haiku", needs=Requirements()).task == "creative"
+
+
+# -- conversations: sticky routing -------------------------------------------------------------
+
+CODE_TURN = "my flask app returns 500 when I post json, the route reads request.form"
+POEM_TURN = "write me a poem about the first snow of the year"
+FOLLOW_UPS = ["make it shorter", "thanks!", "can you explain that again?", "ok and the second part?", "hmm"]
+
+
+@pytest.mark.parametrize("follow_up", FOLLOW_UPS)
+@pytest.mark.parametrize(("first", "task"), [(CODE_TURN, "code"), (POEM_TURN, "creative")])
+def test_a_follow_up_keeps_the_conversations_task_and_model(first, task, follow_up):
+    router = TaskRouter()
+    alone = router.decide(follow_up, needs=Requirements())
+    assert alone.task != task or alone.confidence < SWITCH_CONFIDENCE  # its own words do not say the task
+    decision = router.decide(follow_up, earlier=[first], needs=Requirements())
+    assert decision.task == task and decision.model == DEFAULT_ROUTES[task]
+    assert decision.inherited and decision.to_dict()["inherited"] is True
+    assert decision.reason.startswith("inherited from the conversation: the previous user turn was " + task)
+
+
+def test_sticky_looks_back_past_follow_ups_and_a_new_task_switches():
+    router = TaskRouter()
+    decision = router.decide("shorter please", earlier=[CODE_TURN, "thanks", "one more thing"], needs=Requirements())
+    assert decision.task == "code" and "3 back" in decision.reason
+    switched = router.decide(POEM_TURN, earlier=[CODE_TURN], needs=Requirements())
+    assert switched.task == "creative" and not switched.inherited and "inherited" not in switched.to_dict()
+
+
+def test_an_explicit_task_beats_the_conversation_and_sticky_can_be_turned_off():
+    router = TaskRouter()
+    explicit = router.decide("make it shorter", earlier=[CODE_TURN], task="creative", needs=Requirements())
+    assert (explicit.task, explicit.reason, explicit.inherited) == ("creative", "explicit task", False)
+    loose = TaskRouter(sticky=False).decide("make it shorter", earlier=[CODE_TURN], needs=Requirements())
+    assert loose.task == "default" and not loose.inherited
+
+
+def test_a_conversation_with_nothing_to_inherit_routes_the_last_turn():
+    decision = TaskRouter().decide("and what about tomorrow?", earlier=["hi", "what day is it"], needs=Requirements())
+    assert not decision.inherited and decision.task in ("fast", "default")
