@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from aisa_integrations.core.account import accounts
 from aisa_integrations.core.breakers import breakers
 from aisa_integrations.core.client import clear_client_cache
 from aisa_integrations.testing import AIsaSimulator
@@ -31,6 +32,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     clear_client_cache()
     breakers.reset()
+    accounts.clear()
 
 
 @pytest.fixture

@@ -270,3 +270,18 @@ def test_pickles_carry_no_key_and_read_it_again_from_the_environment(hostile, mo
             assert revived.complete("hi").text
         else:
             assert revived.invoke("hi").content
+
+
+def test_a_block_langchain_core_cannot_trace_is_a_typed_input_error(sim):
+    """Found by the fuzz lane: langchain-core reads messages for tracing before the model sees them,
+    and raises a bare ValueError on a base64 image without a mime type."""
+    from langchain_core.messages import HumanMessage
+
+    from aisa_integrations import AIsaChatModel, InvalidRequestError
+
+    model = AIsaChatModel(model="gpt-4o", api_key=sim.api_key, base_url=sim.base_url)
+    bad = [HumanMessage(content=[{"type": "image", "base64": "iVBORw0KGgo="}])]
+    for call in (lambda: model.invoke(bad), lambda: list(model.stream(bad))):
+        with pytest.raises(InvalidRequestError, match=r"messages\[0\]\.content\[0\].*mime_type"):
+            call()
+    assert sim.requests == []

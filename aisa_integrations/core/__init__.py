@@ -40,6 +40,7 @@ _ERRORS = (
     "ContentPolicyError",
     "ContextLengthExceededError",
     "FirstTokenTimeoutError",
+    "BudgetExceededError",
     "InsufficientCreditsError",
     "InvalidRequestError",
     "MalformedResponseError",

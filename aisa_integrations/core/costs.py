@@ -1,9 +1,20 @@
-"""Unified cost tracking: tokens, USD and credits across every call, exact under concurrency."""
+"""Unified cost tracking and spend caps: tokens, USD and credits across every call, exact under
+concurrency.
+
+Counting follows what the gateway bills. The engine reports every answer it receives from the wire
+(a cache hit sends nothing and counts nothing); a stream the consumer leaves before the usage
+chunk arrives is counted with an *estimated* cost (prompt estimate + the text seen, at catalog
+prices), kept apart from the exact sum of reported costs. Tracking follows the context: tasks and
+LangChain's own executors copy it; for your own thread pool use :class:`ContextThreadPoolExecutor`
+(a plain ``ThreadPoolExecutor`` does not copy contexts, so its calls would not be counted).
+"""
 
 from __future__ import annotations
 
+import contextvars
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
@@ -11,7 +22,16 @@ from typing import Any
 
 from .usage import Usage
 
-__all__ = ["CostTracker", "ModelCost", "record_usage", "tracking"]
+__all__ = [
+    "ContextThreadPoolExecutor",
+    "CostTracker",
+    "ModelCost",
+    "StreamMeter",
+    "check_budgets",
+    "record_usage",
+    "tracking",
+    "worst_case_cost",
+]
 
 
 @dataclass
@@ -24,10 +44,17 @@ class ModelCost:
     total_tokens: int = 0
     cost: float = 0.0
     unpriced_requests: int = 0  # responses whose usage carried no cost figure
+    estimated_requests: int = 0  # abandoned streams whose usage never arrived
+    estimated_cost: float = 0.0  # their cost at catalog prices (not in ``cost``)
 
 
 class CostTracker:
     """Accumulates usage from any number of threads and tasks; every update is one locked step.
+
+    ``max_cost`` (USD) is a spend cap: inside a :func:`tracking` block, a request that would start
+    once the spent amount (exact + estimated) has reached it raises :class:`BudgetExceededError`
+    before anything is sent; with ``strict=True`` so does one whose worst case (prompt estimate plus
+    ``max_tokens`` at catalog prices) would pass it.
 
     >>> tracker = CostTracker()
     >>> tracker.record("gpt-4.1", Usage(prompt_tokens=50, completion_tokens=200, cost=0.0025))
@@ -35,18 +62,30 @@ class CostTracker:
     (250, 0.0025, 1)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_cost: float | None = None, *, strict: bool = False) -> None:
+        if max_cost is not None and not max_cost >= 0:
+            raise ValueError(f"max_cost must be a non-negative number of USD; got {max_cost!r}.")
+        self.max_cost = max_cost
+        self.strict = strict
         self._lock = threading.Lock()
         self._by_model: dict[str, ModelCost] = {}
         self._credits_remaining: float | None = None
 
-    def record(self, model: str, usage: Usage | None) -> None:
-        """Add one billed response (``usage`` None: a response that reported none)."""
+    def record(self, model: str, usage: Usage | None, *, estimated: bool = False) -> None:
+        """Add one billed response (``usage`` None: a response that reported none); ``estimated``
+        marks figures the package worked out because the gateway's never arrived."""
         with self._lock:
             entry = self._by_model.setdefault(model, ModelCost())
             entry.requests += 1
             if usage is None:
                 entry.unpriced_requests += 1
+                return
+            if estimated:
+                entry.estimated_requests += 1
+                entry.prompt_tokens += usage.prompt_tokens or 0
+                entry.completion_tokens += usage.completion_tokens or 0
+                entry.total_tokens += (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
+                entry.estimated_cost += usage.cost or 0.0
                 return
             prompt = usage.prompt_tokens or 0
             completion = usage.completion_tokens or 0
@@ -89,6 +128,46 @@ class CostTracker:
         return float(self._sum("cost"))
 
     @property
+    def estimated_cost(self) -> float:
+        """The estimated cost of answers whose usage never arrived (not part of ``total_cost``)."""
+        return float(self._sum("estimated_cost"))
+
+    @property
+    def spent(self) -> float:
+        """What the cap is measured against: the exact total plus the estimated part."""
+        with self._lock:
+            return sum(m.cost + m.estimated_cost for m in self._by_model.values())
+
+    @property
+    def remaining(self) -> float | None:
+        """USD left under ``max_cost`` (None without a cap)."""
+        return None if self.max_cost is None else max(0.0, self.max_cost - self.spent)
+
+    def check(self, worst_case: float | None = None) -> None:
+        """Raise :class:`BudgetExceededError` if the cap is reached (or, when strict, would be passed
+        by a request costing ``worst_case``)."""
+        if self.max_cost is None:
+            return
+        from .errors import BudgetExceededError
+
+        spent = self.spent
+        if spent >= self.max_cost:
+            raise BudgetExceededError(
+                f"Spend cap reached: ${spent:.6f} of ${self.max_cost:.6f} spent, so no further request is sent. "
+                "Raise max_cost, or start a new tracking block.",
+                spent=spent,
+                max_cost=self.max_cost,
+            )
+        if self.strict and worst_case is not None and spent + worst_case > self.max_cost:
+            raise BudgetExceededError(
+                f"This request could cost up to ${worst_case:.6f} (prompt estimate plus max_tokens at catalog "
+                f"prices), more than the ${self.max_cost - spent:.6f} left under the ${self.max_cost:.6f} cap. "
+                "Lower max_tokens, raise max_cost, or pass strict=False.",
+                spent=spent,
+                max_cost=self.max_cost,
+            )
+
+    @property
     def credits_remaining(self) -> float | None:
         """The account balance as of the latest billed response (the lowest figure reported)."""
         return self._credits_remaining
@@ -110,6 +189,8 @@ class CostTracker:
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
             "total_cost": self.total_cost,
+            "estimated_cost": self.estimated_cost,
+            "max_cost": self.max_cost,
             "credits_remaining": self.credits_remaining,
             "by_model": {k: asdict(v) for k, v in self.by_model.items()},
         }
@@ -120,6 +201,10 @@ class CostTracker:
             f"Tokens: {self.total_tokens} (prompt {self.prompt_tokens}, completion {self.completion_tokens})",
             f"Total cost (USD): ${self.total_cost:.6f}",
         ]
+        if self.estimated_cost:
+            lines.append(f"Estimated, usage never reported (USD): ${self.estimated_cost:.6f}")
+        if self.max_cost is not None:
+            lines.append(f"Cap (USD): ${self.max_cost:.6f}, ${self.remaining:.6f} left")
         if self.credits_remaining is not None:
             lines.append(f"Credits remaining: {self.credits_remaining}")
         for model, entry in self.by_model.items():
@@ -144,7 +229,95 @@ def tracking(tracker: CostTracker) -> Iterator[CostTracker]:
         _active.reset(token)
 
 
-def record_usage(model: str, usage: Usage | None) -> None:
+def record_usage(model: str, usage: Usage | None, *, estimated: bool = False) -> None:
     """Called by the engine for every answer the gateway billed."""
     for tracker in _active.get():
-        tracker.record(model, usage)
+        tracker.record(model, usage, estimated=estimated)
+
+
+def worst_case_cost(model: str, request: Mapping[str, Any]) -> float | None:
+    """The most a request can cost at catalog prices: its prompt estimate plus ``max_tokens`` (or
+    the model's output limit) of output; None if the model's price is unknown."""
+    from .capabilities import estimate_tokens
+    from .catalog import default_catalog
+
+    info = default_catalog().info(model)
+    limit = request.get("max_completion_tokens") or request.get("max_tokens") or info.max_output_tokens or 4096
+    return info.estimate_cost(estimate_tokens(request.get("messages") or ()), int(limit) * int(request.get("n") or 1))
+
+
+def check_budgets(model: str, request: Mapping[str, Any]) -> None:
+    """Before a request is sent: refuse it if a cap of an active tracker is reached (or, for a
+    strict one, its worst case would pass the cap). Nothing to do outside a capped block."""
+    trackers = _active.get()
+    if not trackers:
+        return
+    worst: float | None = None
+    for tracker in trackers:
+        if tracker.max_cost is None:
+            continue
+        if tracker.strict and worst is None:
+            worst = worst_case_cost(model, request)
+        tracker.check(worst)
+
+
+class StreamMeter:
+    """Watches one streamed answer: records its usage when the usage chunk arrives, or, when the
+    stream ends without one (the consumer left, or the request asked for none), an estimate from
+    the prompt and the text seen, marked as estimated."""
+
+    __slots__ = ("chars", "model", "recorded", "request")
+
+    def __init__(self, model: str, request: Mapping[str, Any] | None) -> None:
+        self.model = model
+        self.request = request
+        self.chars = 0
+        self.recorded = False
+
+    def feed(self, chunk: Mapping[str, Any]) -> Usage | None:
+        """Count a chunk's text; record and return its usage if it carries one."""
+        from .usage import parse_usage
+
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if isinstance(content, str):
+                self.chars += len(content)
+            for call in delta.get("tool_calls") or ():
+                self.chars += len(((call or {}).get("function") or {}).get("arguments") or "")
+        if chunk.get("usage") is None:
+            return None
+        usage = parse_usage(chunk["usage"])
+        record_usage(chunk.get("model") or self.model, usage)
+        self.recorded = True
+        return usage
+
+    def finish(self) -> None:
+        """The stream is over without a usage chunk: record what the gateway most likely billed."""
+        if self.recorded or not _active.get():
+            return
+        from .capabilities import estimate_tokens
+        from .catalog import default_catalog
+
+        self.recorded = True
+        prompt = estimate_tokens((self.request or {}).get("messages") or ())
+        completion = -(-self.chars // 4)  # ~4 characters a token, rounded up
+        cost = default_catalog().info(self.model).estimate_cost(prompt, completion)
+        usage = Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion, cost=cost)
+        record_usage(self.model, usage, estimated=True)
+
+
+class ContextThreadPoolExecutor(ThreadPoolExecutor):
+    """A thread pool whose tasks run in a copy of the submitting context, so calls made on them are
+    counted by the tracking block (and capped by its budget) that submitted them.
+
+    >>> tracker = CostTracker()
+    >>> with tracking(tracker), ContextThreadPoolExecutor(2) as pool:
+    ...     pool.submit(record_usage, "gpt-4.1", Usage(cost=0.01)).result()
+    >>> tracker.requests
+    1
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        context = contextvars.copy_context()
+        return super().submit(context.run, fn, *args, **kwargs)

@@ -42,11 +42,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import errors as E
 from . import provider_fields, wire
+from .account import accounts
 from .breakers import BreakerRegistry, Permit, breakers
 from .capabilities import Requirements, image_count, requirements_of
 from .catalog import ModelCatalog, default_catalog, family_of
 from .config import ClientConfig
-from .costs import record_usage
+from .costs import StreamMeter, check_budgets, record_usage
 from .errors import NoEligibleModelError
 from .fallback import (
     UNHEALTHY,
@@ -344,6 +345,9 @@ class _Loop:
                         target, f"context window {window} is not larger than {self.min_context}", "context_length"
                     )
                     continue
+            request = self.engine.attempt_request(self.call, target, self.prefill)
+            if isinstance(target, ModelTarget):
+                self.engine.before_send(target, request)  # type: ignore[arg-type]  # raises before a permit is held
             permit = None
             if self.plan.managed and self.policy.circuit_breaker and isinstance(target, ModelTarget):
                 config = target.config or self.plan.config
@@ -351,7 +355,6 @@ class _Loop:
                 if permit is None:
                     self._skip(target, "circuit open", "circuit_open")
                     continue
-            request = self.engine.attempt_request(self.call, target, self.prefill)
             return _Attempt(target, self.index, permit, self.engine.clock(), self.retry, self.wait, request)
         return None
 
@@ -376,6 +379,8 @@ class _Loop:
         Raises _Stop when the error must propagate.
         """
         failure = classify(exc)
+        if failure == "credits" and isinstance(attempt.target, ModelTarget):
+            accounts.mark_out_of_credits(attempt.target.config or self.plan.config, attempt.target.name)
         self.report.attempts.append(
             AttemptRecord(
                 attempt.target.name,
@@ -482,10 +487,22 @@ class _Gate:
     (so a failure before it can fail over invisibly), then pass everything through. It also reads
     the attempt's cost, and reports a billed wire answer to the cost trackers."""
 
-    __slots__ = ("content_seen", "cost", "cost_of", "emitted", "held", "is_content", "model", "text_of", "wire")
+    __slots__ = (
+        "content_seen",
+        "cost",
+        "cost_of",
+        "emitted",
+        "held",
+        "is_content",
+        "meter",
+        "model",
+        "text_of",
+        "wire",
+    )
 
-    def __init__(self, target: Target, emitted: list[str]) -> None:
+    def __init__(self, target: Target, emitted: list[str], request: Mapping[str, Any] | None = None) -> None:
         self.wire = isinstance(target, ModelTarget)
+        self.meter = StreamMeter(target.name, request) if self.wire else None
         if isinstance(target, ForeignTarget):
             self.is_content, self.text_of, self.cost_of = target.is_content, target.text_of, target.cost_of
         else:
@@ -497,12 +514,10 @@ class _Gate:
         self.cost: float | None = None
 
     def feed(self, item: Any) -> list[Any]:
-        if self.wire:
-            if item.get("usage") is not None:
-                usage = parse_usage(item["usage"])
-                record_usage(item.get("model") or self.model, usage)
-                if usage is not None and usage.cost is not None:
-                    self.cost = usage.cost
+        if self.meter is not None:
+            usage = self.meter.feed(item)
+            if usage is not None and usage.cost is not None:
+                self.cost = usage.cost
         else:
             cost = self.cost_of(item)
             if cost is not None:
@@ -536,8 +551,20 @@ def _completion_cost(completion: Mapping[str, Any] | None) -> float | None:
     return usage.cost if usage else None
 
 
-def _record(completion: Mapping[str, Any], model: str) -> None:
-    record_usage(completion.get("model") or model, parse_usage(completion.get("usage")))
+@contextlib.contextmanager
+def _credits_watch(target: ModelTarget, default: ClientConfig) -> Iterator[None]:
+    """A plain call's 402 marks the account out of credits, as a managed attempt's does."""
+    try:
+        yield
+    except E.InsufficientCreditsError:
+        accounts.mark_out_of_credits(target.config or default, target.model)
+        raise
+
+
+def _record(completion: Mapping[str, Any], model: str, config: ClientConfig) -> None:
+    usage = parse_usage(completion.get("usage"))
+    record_usage(completion.get("model") or model, usage)
+    accounts.saw_credits(config, usage.credits_remaining if usage else None)
 
 
 # -- the engine --------------------------------------------------------------------------------
@@ -685,6 +712,11 @@ class Engine:
             managed = self._managed_configs[id(config)] = dataclasses.replace(config, max_retries=0)
         return managed
 
+    def before_send(self, target: ModelTarget, request: Mapping[str, Any]) -> None:
+        """The last checks before a request goes out: spend caps, and an account out of credits."""
+        check_budgets(target.model, request)
+        accounts.check(target.config or self.plan.config, target.model)
+
     def _timeouts(self) -> StreamTimeouts | None:
         policy = self.plan.policy
         if policy is None:
@@ -717,7 +749,7 @@ class Engine:
                 stream.close()
             completion = accumulator.completion()
             completion["_request_id"] = stream.request_id
-        _record(completion, target.model)
+        _record(completion, target.model, config)
         return completion, None
 
     def _waiting(self, attempt: _Attempt, exc: BaseException, seconds: float) -> None:
@@ -737,8 +769,11 @@ class Engine:
 
         plain = self._plain_target(call)
         if plain is not None:
-            completion = transport.post_chat(self._config(plain), self.attempt_request(call, plain, None))  # type: ignore[arg-type]
-            _record(completion, plain.model)
+            request = self.attempt_request(call, plain, None)
+            self.before_send(plain, request)  # type: ignore[arg-type]
+            with _credits_watch(plain, self.plan.config):
+                completion = transport.post_chat(self._config(plain), request)  # type: ignore[arg-type]
+            _record(completion, plain.model, self._config(plain))
             return Outcome(completion, None, plain, None, call.route)
         loop = _Loop(self, call)
         while True:
@@ -781,7 +816,7 @@ class Engine:
                 await stream.aclose()
             completion = accumulator.completion()
             completion["_request_id"] = stream.request_id
-        _record(completion, target.model)
+        _record(completion, target.model, config)
         return completion, None
 
     async def acomplete(self, call: Call) -> Outcome:
@@ -791,8 +826,10 @@ class Engine:
         plain = self._plain_target(call)
         if plain is not None:
             request = self.attempt_request(call, plain, None)
-            completion = await transport.apost_chat(self._config(plain), request)  # type: ignore[arg-type]
-            _record(completion, plain.model)
+            self.before_send(plain, request)  # type: ignore[arg-type]
+            with _credits_watch(plain, self.plan.config):
+                completion = await transport.apost_chat(self._config(plain), request)  # type: ignore[arg-type]
+            _record(completion, plain.model, self._config(plain))
             return Outcome(completion, None, plain, None, call.route)
         loop = _Loop(self, call)
         while True:
@@ -911,20 +948,23 @@ class EngineStream:
         self._iterator.close()
 
     def _plain(self, target: ModelTarget) -> Iterator[Any]:
-        source = self.engine._open(
-            _Attempt(target, 0, None, 0.0, 0, 0.0, self.engine.attempt_request(self.call, target, None)),
-            self.call,
-            None,
-        )
+        request = self.engine.attempt_request(self.call, target, None)
+        self.engine.before_send(target, request)  # type: ignore[arg-type]
+        with _credits_watch(target, self.engine.plan.config):
+            source = self.engine._open(_Attempt(target, 0, None, 0.0, 0, 0.0, request), self.call, None)
         self.request_id = getattr(source, "request_id", None)
         self.served = target
+        meter = StreamMeter(target.model, request)
         try:
             for chunk in source:
-                if chunk.get("usage") is not None:
-                    record_usage(chunk.get("model") or target.model, parse_usage(chunk["usage"]))
+                meter.feed(chunk)
                 yield chunk
+        except Exception:
+            meter.recorded = True  # a failed answer: the gateway's billing of it is unknown, so no guess
+            raise
         finally:
             _close(source)
+            meter.finish()
 
     def _run(self) -> Iterator[Any]:
         plain = self.engine._plain_target(self.call)
@@ -937,7 +977,7 @@ class EngineStream:
             if attempt is None:
                 raise loop.exhausted()
             self.served = attempt.target
-            gate = _Gate(attempt.target, loop.emitted)
+            gate = _Gate(attempt.target, loop.emitted, attempt.request)
             source: Any = None
             try:
                 source = engine._open(attempt, call, loop.prefill)
@@ -956,9 +996,13 @@ class EngineStream:
                 continue
             except BaseException:  # GeneratorExit (the consumer left), KeyboardInterrupt, ...
                 _close(source)
+                if gate.meter is not None and source is not None:
+                    gate.meter.finish()  # the gateway bills what it sent: counted, as an estimate
                 if attempt.permit is not None:
                     attempt.permit.release()
                 raise
+            if gate.meter is not None:
+                gate.meter.finish()
             loop.succeeded(attempt, gate.cost)
             return
 
@@ -998,16 +1042,22 @@ class AsyncEngineStream:
 
     async def _plain(self, target: ModelTarget) -> AsyncIterator[Any]:
         attempt = _Attempt(target, 0, None, 0.0, 0, 0.0, self.engine.attempt_request(self.call, target, None))
-        source = await self.engine._aopen(attempt, self.call, None)
+        self.engine.before_send(target, attempt.request)  # type: ignore[arg-type]
+        with _credits_watch(target, self.engine.plan.config):
+            source = await self.engine._aopen(attempt, self.call, None)
         self.request_id = getattr(source, "request_id", None)
         self.served = target
+        meter = StreamMeter(target.model, attempt.request)
         try:
             async for chunk in source:
-                if chunk.get("usage") is not None:
-                    record_usage(chunk.get("model") or target.model, parse_usage(chunk["usage"]))
+                meter.feed(chunk)
                 yield chunk
+        except Exception:
+            meter.recorded = True  # a failed answer: the gateway's billing of it is unknown, so no guess
+            raise
         finally:
             await _aclose(source)
+            meter.finish()
 
     async def _run(self) -> AsyncIterator[Any]:
         plain = self.engine._plain_target(self.call)
@@ -1021,7 +1071,7 @@ class AsyncEngineStream:
             if attempt is None:
                 raise loop.exhausted()
             self.served = attempt.target
-            gate = _Gate(attempt.target, loop.emitted)
+            gate = _Gate(attempt.target, loop.emitted, attempt.request)
             source: Any = None
             try:
                 source = await engine._aopen(attempt, call, loop.prefill)
@@ -1040,9 +1090,13 @@ class AsyncEngineStream:
                 continue
             except BaseException:  # cancellation, GeneratorExit
                 await _aclose(source)
+                if gate.meter is not None and source is not None:
+                    gate.meter.finish()  # the gateway bills what it sent: counted, as an estimate
                 if attempt.permit is not None:
                     attempt.permit.release()
                 raise
+            if gate.meter is not None:
+                gate.meter.finish()
             loop.succeeded(attempt, gate.cost)
             return
 

@@ -11,6 +11,7 @@ input) derive from ``ValueError`` as well.
     │   └── MissingAPIKeyError
     ├── InvalidRequestError (ValueError)       bad input, caught before sending
     │   └── NoEligibleModelError               no candidate model can serve the request
+    ├── BudgetExceededError                    a spend cap is reached; raised before sending
     └── AIsaAPIError                           anything the gateway or the wire did
         ├── AIsaStatusError (openai.APIStatusError)
         │   ├── AuthenticationError            401
@@ -51,6 +52,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ConfigurationError",
     "ContentPolicyError",
     "ContextLengthExceededError",
@@ -114,6 +116,24 @@ class InvalidRequestError(AIsaError, ValueError):
 
 class NoEligibleModelError(InvalidRequestError):
     """No candidate model can serve this request (raised before anything is sent)."""
+
+
+class BudgetExceededError(AIsaError):
+    """A spend cap (``CostTracker(max_cost=...)``, ``get_aisa_callback(max_cost=...)``) is reached,
+    or the next request's worst case would pass it (``strict=True``); raised before anything is sent.
+    ``spent`` and ``max_cost`` say where the cap stands."""
+
+    def __init__(self, message: str, *, spent: float = 0.0, max_cost: float = 0.0) -> None:
+        super().__init__(message)
+        self.spent = spent
+        self.max_cost = max_cost
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_budget_error, (str(self), self.spent, self.max_cost))
+
+
+def _rebuild_budget_error(message: str, spent: float, max_cost: float) -> BudgetExceededError:
+    return BudgetExceededError(message, spent=spent, max_cost=max_cost)
 
 
 class AIsaAPIError(AIsaError):

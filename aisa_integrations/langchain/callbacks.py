@@ -47,8 +47,8 @@ class AIsaCallbackHandler(BaseCallbackHandler, CostTracker):
     raise_error = False
     run_inline = True  # on the caller's thread: the counts are complete when the call returns
 
-    def __init__(self, *, from_callbacks: bool = True) -> None:
-        CostTracker.__init__(self)
+    def __init__(self, *, from_callbacks: bool = True, max_cost: float | None = None, strict: bool = False) -> None:
+        CostTracker.__init__(self, max_cost, strict=strict)
         self._from_callbacks = from_callbacks
         self._runs: set[UUID] = set()
         self._runs_lock = threading.Lock()
@@ -81,9 +81,15 @@ class AIsaCallbackHandler(BaseCallbackHandler, CostTracker):
 
 
 @contextmanager
-def get_aisa_callback() -> Iterator[AIsaCallbackHandler]:
+def get_aisa_callback(max_cost: float | None = None, *, strict: bool = False) -> Iterator[AIsaCallbackHandler]:
     """Track AIsa usage and cost for everything run inside the ``with`` block (and the tasks and
-    threads that inherit its context, such as LangChain's ``batch``).
+    threads that inherit its context: LangChain's ``batch`` and executors, asyncio tasks, and
+    :class:`~aisa_integrations.core.costs.ContextThreadPoolExecutor`; a plain ``ThreadPoolExecutor``
+    does not copy contexts, so calls on it are not counted).
+
+    ``max_cost`` (USD) caps the block: once reached, the next request raises
+    :class:`~aisa_integrations.core.errors.BudgetExceededError` before it is sent; ``strict=True``
+    also refuses a request whose worst case would pass the cap.
 
     >>> from aisa_integrations import AIsaChatModel, get_aisa_callback
     >>> from aisa_integrations.testing import AIsaSimulator
@@ -92,7 +98,7 @@ def get_aisa_callback() -> Iterator[AIsaCallbackHandler]:
     ...     (cb.requests, cb.total_cost == sim.total_billed)
     (1, True)
     """
-    handler = AIsaCallbackHandler(from_callbacks=False)
+    handler = AIsaCallbackHandler(from_callbacks=False, max_cost=max_cost, strict=strict)
     with tracking(handler):
         yield handler
 

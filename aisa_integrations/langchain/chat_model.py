@@ -6,6 +6,7 @@ LangChain messages, tools and chunks in and out; what happens in between is deci
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -537,26 +538,47 @@ class AIsaChatModel(BaseChatModel):
             kwargs["task"] = configured
         return input
 
+    @contextlib.contextmanager
+    def _typed_input_errors(self, input: Any) -> Iterator[None]:
+        """langchain-core reads the messages (for tracing) before this model sees them, and raises a
+        bare ValueError on a block it cannot read; our converter says which block and what is supported."""
+        try:
+            yield
+        except ValueError as exc:
+            if isinstance(exc, AIsaError):
+                raise
+            try:
+                messages_to_openai(self._convert_input(input).to_messages())
+            except InvalidRequestError as typed:
+                raise as_langchain_error(typed) from None
+            except Exception:
+                pass
+            raise
+
     def invoke(
         self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any
     ) -> AIMessage:
-        return super().invoke(self._explicit_task(input, config, kwargs), config, stop=stop, **kwargs)
+        with self._typed_input_errors(input):
+            return super().invoke(self._explicit_task(input, config, kwargs), config, stop=stop, **kwargs)
 
     async def ainvoke(
         self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any
     ) -> AIMessage:
-        return await super().ainvoke(self._explicit_task(input, config, kwargs), config, stop=stop, **kwargs)
+        with self._typed_input_errors(input):
+            return await super().ainvoke(self._explicit_task(input, config, kwargs), config, stop=stop, **kwargs)
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any
     ) -> Iterator[AIMessageChunk]:
-        yield from super().stream(self._explicit_task(input, config, kwargs), config, stop=stop, **kwargs)
+        with self._typed_input_errors(input):
+            yield from super().stream(self._explicit_task(input, config, kwargs), config, stop=stop, **kwargs)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any
     ) -> AsyncIterator[AIMessageChunk]:
-        async for chunk in super().astream(self._explicit_task(input, config, kwargs), config, stop=stop, **kwargs):
-            yield chunk
+        with self._typed_input_errors(input):
+            async for chunk in super().astream(self._explicit_task(input, config, kwargs), config, stop=stop, **kwargs):
+                yield chunk
 
     def decide(self, messages: Sequence[BaseMessage], **kwargs: Any) -> RouteDecision:
         """Where a routed request would go, and why, without sending it."""

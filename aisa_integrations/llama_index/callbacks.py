@@ -28,12 +28,14 @@ class AIsaCostHandler(BaseCallbackHandler, CostTracker):
     (1, True)
 
     With fallback, only the attempt that answered reported usage (failed attempts are not billed);
-    its model is the one counted.
+    its model is the one counted. ``max_cost`` (USD) caps the LLM calls this handler sees: once
+    reached, the next one raises :class:`~aisa_integrations.core.errors.BudgetExceededError` before
+    it is sent.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_cost: float | None = None) -> None:
         BaseCallbackHandler.__init__(self, event_starts_to_ignore=[], event_ends_to_ignore=[])
-        CostTracker.__init__(self)
+        CostTracker.__init__(self, max_cost)
 
     def on_event_start(
         self,
@@ -43,6 +45,8 @@ class AIsaCostHandler(BaseCallbackHandler, CostTracker):
         parent_id: str = "",
         **kwargs: Any,
     ) -> str:
+        if event_type == CBEventType.LLM:
+            self.check()  # a reached cap stops the call before anything is sent
         return event_id
 
     def on_event_end(

@@ -1,0 +1,171 @@
+"""Spend control: exact accounting (thread pools, cache hits, abandoned streams, classifier calls)
+compared with the simulator's own log, and spend caps that refuse before anything is sent."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from langchain_core.caches import InMemoryCache
+from llama_index.core.callbacks import CallbackManager
+
+from aisa_integrations import (
+    AIsaChatModel,
+    AIsaCostHandler,
+    AIsaLLM,
+    BudgetExceededError,
+    InsufficientCreditsError,
+    get_aisa_callback,
+)
+from aisa_integrations.core import ClientConfig
+from aisa_integrations.core.costs import ContextThreadPoolExecutor, CostTracker, tracking, worst_case_cost
+from aisa_integrations.core.routing import Requirements, TaskRouter, model_classifier
+from aisa_integrations.testing import Fault
+
+
+@pytest.fixture
+def chat(sim):
+    return AIsaChatModel(model="gpt-4o-mini", api_key=sim.api_key, base_url=sim.base_url)
+
+
+def test_calls_on_a_context_pool_are_counted_and_a_plain_pool_is_documented_as_not(chat, sim):
+    with get_aisa_callback() as cb, ContextThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: chat.invoke(f"hi {i}"), range(20)))
+    assert cb.requests == 20 == len(sim.chat_requests())
+    assert cb.total_cost == pytest.approx(sim.total_billed)
+    with get_aisa_callback() as plain, ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: chat.invoke(f"hi {i}"), range(3)))
+    assert plain.requests == 0  # a plain pool does not copy contexts (the README says so)
+    with get_aisa_callback() as batched:
+        chat.batch(["a", "b", "c"])  # LangChain's own executor copies the context
+    assert batched.requests == 3
+
+
+def test_cache_hits_are_not_billed_requests(sim):
+    model = AIsaChatModel(model="gpt-4o-mini", api_key=sim.api_key, base_url=sim.base_url, cache=InMemoryCache())
+    with get_aisa_callback() as cb:
+        model.invoke("same question")
+        model.invoke("same question")
+    assert cb.requests == 1 == len(sim.chat_requests())
+
+
+def test_an_abandoned_stream_is_counted_with_an_estimated_cost(chat, sim):
+    sim.script("one two three four five six seven eight nine ten " * 20, model="gpt-4o-mini")
+    with get_aisa_callback() as cb:
+        for i, _chunk in enumerate(chat.stream("tell me a long story")):
+            if i == 3:
+                break
+    assert cb.requests == 1 == len(sim.chat_requests())
+    assert cb.total_cost == 0.0 and cb.estimated_cost > 0  # the exact sum stays exact
+    entry = cb.by_model["gpt-4o-mini"]
+    assert entry.estimated_requests == 1 and entry.completion_tokens > 0
+    assert "Estimated, usage never reported" in str(cb)
+    with get_aisa_callback() as whole:
+        list(chat.stream("a short one"))
+    assert whole.estimated_cost == 0.0 and whole.total_cost > 0  # the usage chunk arrived: exact
+
+
+def test_classifier_calls_are_counted(sim):
+    config = ClientConfig.resolve(api_key=sim.api_key, base_url=sim.base_url)
+    sim.script("code", model="gpt-4o-mini")
+    router = TaskRouter(classifier=model_classifier(config))
+    with get_aisa_callback() as cb:
+        router.decide("anything", needs=Requirements())
+    assert cb.requests == 1 and cb.total_cost == pytest.approx(sim.total_billed) and cb.total_cost > 0
+
+
+def test_a_cap_refuses_the_next_request_before_it_is_sent(chat, sim):
+    with get_aisa_callback(max_cost=1e-9) as cb:
+        chat.invoke("first")  # the cap is not reached before it, so it goes out
+        with pytest.raises(BudgetExceededError, match="Spend cap reached") as caught:
+            chat.invoke("second")
+        with pytest.raises(BudgetExceededError):
+            list(chat.stream("third"))
+    assert len(sim.chat_requests()) == 1 and cb.requests == 1
+    assert caught.value.max_cost == 1e-9 and caught.value.spent == pytest.approx(cb.total_cost)
+    chat.invoke("outside the block")  # the cap belongs to the block
+    assert len(sim.chat_requests()) == 2
+
+
+async def test_a_cap_holds_for_async_calls_and_fallbacks(sim):
+    model = AIsaChatModel(model="gpt-4o-mini", fallback_models=["gpt-4.1"], api_key=sim.api_key, base_url=sim.base_url)
+    with get_aisa_callback(max_cost=1e-9):
+        await model.ainvoke("first")
+        with pytest.raises(BudgetExceededError):
+            await model.ainvoke("second")
+    assert len(sim.chat_requests()) == 1
+
+
+def test_strict_refuses_a_request_whose_worst_case_passes_the_cap(chat, sim):
+    request = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 16_000}
+    worst = worst_case_cost("gpt-4o-mini", request)
+    assert worst is not None and worst > 0
+    with get_aisa_callback(max_cost=worst / 2, strict=True):
+        with pytest.raises(BudgetExceededError, match="could cost up to"):
+            chat.invoke("hi", max_tokens=16_000)
+        chat.invoke("hi", max_tokens=5)  # a small worst case fits
+    assert [r.body.get("max_tokens") for r in sim.chat_requests()] == [5]
+
+
+def test_the_llama_index_handler_caps_its_calls(sim):
+    costs = AIsaCostHandler(max_cost=1e-9)
+    llm = AIsaLLM(
+        model="gpt-4o-mini", api_key=sim.api_key, api_base=sim.base_url, callback_manager=CallbackManager([costs])
+    )
+    llm.complete("first")
+    with pytest.raises(BudgetExceededError):
+        llm.complete("second")
+    assert len(sim.chat_requests()) == 1 and costs.requests == 1
+
+
+def test_tracker_caps_are_validated_and_summarised():
+    with pytest.raises(ValueError, match="max_cost"):
+        CostTracker(-1)
+    tracker = CostTracker(0.5)
+    with tracking(tracker):
+        pass
+    assert tracker.remaining == 0.5 and tracker.summary()["max_cost"] == 0.5
+
+
+# -- an account out of credits --------------------------------------------------------------------
+
+
+def test_a_402_stops_every_model_and_fallback_until_cleared(sim):
+    from aisa_integrations.core.account import accounts
+
+    primary = AIsaChatModel(model="gpt-4.1", api_key=sim.api_key, base_url=sim.base_url)
+    fallback = AIsaChatModel(
+        model="gpt-4o-mini", fallback_models=["claude-3-sonnet"], api_key=sim.api_key, base_url=sim.base_url
+    )
+    llm = AIsaLLM(model="qwen-max", api_key=sim.api_key, api_base=sim.base_url)
+    sim.inject("gpt-4.1", Fault(status=402))
+    with pytest.raises(InsufficientCreditsError, match="add credits"):
+        primary.invoke("hi")
+    sent = len(sim.chat_requests())
+    for attempt in (lambda: fallback.invoke("hi"), lambda: list(fallback.stream("hi")), lambda: llm.complete("hi")):
+        with pytest.raises(InsufficientCreditsError, match=r"Not sent: the AIsa account is out of credits"):
+            attempt()
+    assert len(sim.chat_requests()) == sent  # nothing else went out
+    accounts.clear()
+    assert fallback.invoke("hi").content  # cleared (credits added): calls go out again
+
+
+def test_an_out_of_credits_account_looks_again_after_a_while(sim):
+    from aisa_integrations.core.account import accounts
+
+    now = [0.0]
+    accounts.clock = lambda: now[0]
+    try:
+        model = AIsaChatModel(model="gpt-4.1", api_key=sim.api_key, base_url=sim.base_url)
+        sim.inject("gpt-4.1", Fault(status=402, times=1))
+        with pytest.raises(InsufficientCreditsError):
+            model.invoke("hi")
+        with pytest.raises(InsufficientCreditsError, match="Not sent"):
+            model.invoke("too soon")
+        now[0] = accounts.recheck_after + 1  # one request looks; the answer shows credits, so the mark goes
+        assert model.invoke("hi").content and not accounts.is_out_of_credits(model._config)
+        assert model.invoke("again").content
+    finally:
+        import time
+
+        accounts.clock = time.monotonic
