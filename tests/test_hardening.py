@@ -285,3 +285,7 @@ def test_a_block_langchain_core_cannot_trace_is_a_typed_input_error(sim):
         with pytest.raises(InvalidRequestError, match=r"messages\[0\]\.content\[0\].*mime_type"):
             call()
     assert sim.requests == []
+    empty_audio = [HumanMessage(content=[{"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}])]
+    with pytest.raises(InvalidRequestError, match=r"before anything was sent\): Must provide one of"):
+        model.invoke(empty_audio)
+    assert sim.requests == []

@@ -169,3 +169,23 @@ def test_an_out_of_credits_account_looks_again_after_a_while(sim):
         import time
 
         accounts.clock = time.monotonic
+
+
+def test_a_models_own_budget_is_shared_by_copies_bound_variants_and_fallbacks(sim):
+    budget = CostTracker(max_cost=1e-9)
+    model = AIsaChatModel(
+        model="gpt-4o-mini", fallback_models=["gpt-4.1"], budget=budget, api_key=sim.api_key, base_url=sim.base_url
+    )
+    model.invoke("first")
+    assert budget.requests == 1 and budget.total_cost > 0
+    for other in (model.model_copy(update={"temperature": 0.1}), model.bind(max_tokens=20)):
+        with pytest.raises(BudgetExceededError):
+            other.invoke("again")
+    with pytest.raises(BudgetExceededError):
+        list(model.stream("again"))
+    assert len(sim.chat_requests()) == 1
+    llm = AIsaLLM(model="gpt-4o-mini", budget=budget, api_key=sim.api_key, api_base=sim.base_url)
+    with pytest.raises(BudgetExceededError):
+        llm.complete("shared budget")  # one tracker: one budget across models and frameworks
+    free = AIsaChatModel(model="gpt-4o-mini", api_key=sim.api_key, base_url=sim.base_url)
+    assert free.invoke("no budget").content and len(sim.chat_requests()) == 2

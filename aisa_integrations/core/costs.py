@@ -229,10 +229,14 @@ def tracking(tracker: CostTracker) -> Iterator[CostTracker]:
         _active.reset(token)
 
 
-def record_usage(model: str, usage: Usage | None, *, estimated: bool = False) -> None:
-    """Called by the engine for every answer the gateway billed."""
+def record_usage(
+    model: str, usage: Usage | None, *, estimated: bool = False, budget: CostTracker | None = None
+) -> None:
+    """Called by the engine for every answer the gateway billed (``budget``: the model's own cap)."""
     for tracker in _active.get():
         tracker.record(model, usage, estimated=estimated)
+    if budget is not None:
+        budget.record(model, usage, estimated=estimated)
 
 
 def worst_case_cost(model: str, request: Mapping[str, Any]) -> float | None:
@@ -246,10 +250,12 @@ def worst_case_cost(model: str, request: Mapping[str, Any]) -> float | None:
     return info.estimate_cost(estimate_tokens(request.get("messages") or ()), int(limit) * int(request.get("n") or 1))
 
 
-def check_budgets(model: str, request: Mapping[str, Any]) -> None:
-    """Before a request is sent: refuse it if a cap of an active tracker is reached (or, for a
-    strict one, its worst case would pass the cap). Nothing to do outside a capped block."""
+def check_budgets(model: str, request: Mapping[str, Any], budget: CostTracker | None = None) -> None:
+    """Before a request is sent: refuse it if a cap of an active tracker (or the model's own
+    ``budget``) is reached, or, for a strict one, its worst case would pass the cap."""
     trackers = _active.get()
+    if budget is not None:
+        trackers = (*trackers, budget)
     if not trackers:
         return
     worst: float | None = None
@@ -266,9 +272,10 @@ class StreamMeter:
     stream ends without one (the consumer left, or the request asked for none), an estimate from
     the prompt and the text seen, marked as estimated."""
 
-    __slots__ = ("chars", "model", "recorded", "request")
+    __slots__ = ("budget", "chars", "model", "recorded", "request")
 
-    def __init__(self, model: str, request: Mapping[str, Any] | None) -> None:
+    def __init__(self, model: str, request: Mapping[str, Any] | None, budget: CostTracker | None = None) -> None:
+        self.budget = budget
         self.model = model
         self.request = request
         self.chars = 0
@@ -288,13 +295,13 @@ class StreamMeter:
         if chunk.get("usage") is None:
             return None
         usage = parse_usage(chunk["usage"])
-        record_usage(chunk.get("model") or self.model, usage)
+        record_usage(chunk.get("model") or self.model, usage, budget=self.budget)
         self.recorded = True
         return usage
 
     def finish(self) -> None:
         """The stream is over without a usage chunk: record what the gateway most likely billed."""
-        if self.recorded or not _active.get():
+        if self.recorded or not (_active.get() or self.budget is not None):
             return
         from .capabilities import estimate_tokens
         from .catalog import default_catalog
@@ -304,7 +311,7 @@ class StreamMeter:
         completion = -(-self.chars // 4)  # ~4 characters a token, rounded up
         cost = default_catalog().info(self.model).estimate_cost(prompt, completion)
         usage = Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion, cost=cost)
-        record_usage(self.model, usage, estimated=True)
+        record_usage(self.model, usage, estimated=True, budget=self.budget)
 
 
 class ContextThreadPoolExecutor(ThreadPoolExecutor):

@@ -47,7 +47,7 @@ from .breakers import BreakerRegistry, Permit, breakers
 from .capabilities import Requirements, image_count, requirements_of
 from .catalog import ModelCatalog, default_catalog, family_of
 from .config import ClientConfig
-from .costs import StreamMeter, check_budgets, record_usage
+from .costs import CostTracker, StreamMeter, check_budgets, record_usage
 from .errors import NoEligibleModelError
 from .fallback import (
     UNHEALTHY,
@@ -146,6 +146,8 @@ class Plan:
     catalog: ModelCatalog = field(default_factory=default_catalog)
     check_capabilities: bool = True
     mid_stream: MidStream = "raise"
+    #: The model's own spend cap (``budget=``): shared by every copy that holds the same tracker.
+    budget: CostTracker | None = None
 
     @property
     def managed(self) -> bool:
@@ -178,6 +180,7 @@ def make_plan(
     mid_stream: MidStream = "raise",
     check_capabilities: bool = True,
     sticky_routing: bool = True,
+    budget: CostTracker | None = None,
     catalog: ModelCatalog | None = None,
     params: Mapping[str, Any] | None = None,
     target_of: Callable[[Any], Target] | None = None,
@@ -218,6 +221,7 @@ def make_plan(
         catalog=catalog,
         check_capabilities=check_capabilities,
         mid_stream=mid_stream,
+        budget=budget,
     )
 
 
@@ -231,6 +235,7 @@ PLAN_SETTINGS = (
     "mid_stream",
     "check_capabilities",
     "sticky_routing",
+    "budget",
 )
 
 
@@ -500,9 +505,15 @@ class _Gate:
         "wire",
     )
 
-    def __init__(self, target: Target, emitted: list[str], request: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        emitted: list[str],
+        request: Mapping[str, Any] | None = None,
+        budget: CostTracker | None = None,
+    ) -> None:
         self.wire = isinstance(target, ModelTarget)
-        self.meter = StreamMeter(target.name, request) if self.wire else None
+        self.meter = StreamMeter(target.name, request, budget) if self.wire else None
         if isinstance(target, ForeignTarget):
             self.is_content, self.text_of, self.cost_of = target.is_content, target.text_of, target.cost_of
         else:
@@ -561,9 +572,9 @@ def _credits_watch(target: ModelTarget, default: ClientConfig) -> Iterator[None]
         raise
 
 
-def _record(completion: Mapping[str, Any], model: str, config: ClientConfig) -> None:
+def _record(completion: Mapping[str, Any], model: str, config: ClientConfig, budget: CostTracker | None) -> None:
     usage = parse_usage(completion.get("usage"))
-    record_usage(completion.get("model") or model, usage)
+    record_usage(completion.get("model") or model, usage, budget=budget)
     accounts.saw_credits(config, usage.credits_remaining if usage else None)
 
 
@@ -714,7 +725,7 @@ class Engine:
 
     def before_send(self, target: ModelTarget, request: Mapping[str, Any]) -> None:
         """The last checks before a request goes out: spend caps, and an account out of credits."""
-        check_budgets(target.model, request)
+        check_budgets(target.model, request, self.plan.budget)
         accounts.check(target.config or self.plan.config, target.model)
 
     def _timeouts(self) -> StreamTimeouts | None:
@@ -749,7 +760,7 @@ class Engine:
                 stream.close()
             completion = accumulator.completion()
             completion["_request_id"] = stream.request_id
-        _record(completion, target.model, config)
+        _record(completion, target.model, config, self.plan.budget)
         return completion, None
 
     def _waiting(self, attempt: _Attempt, exc: BaseException, seconds: float) -> None:
@@ -773,7 +784,7 @@ class Engine:
             self.before_send(plain, request)  # type: ignore[arg-type]
             with _credits_watch(plain, self.plan.config):
                 completion = transport.post_chat(self._config(plain), request)  # type: ignore[arg-type]
-            _record(completion, plain.model, self._config(plain))
+            _record(completion, plain.model, self._config(plain), self.plan.budget)
             return Outcome(completion, None, plain, None, call.route)
         loop = _Loop(self, call)
         while True:
@@ -816,7 +827,7 @@ class Engine:
                 await stream.aclose()
             completion = accumulator.completion()
             completion["_request_id"] = stream.request_id
-        _record(completion, target.model, config)
+        _record(completion, target.model, config, self.plan.budget)
         return completion, None
 
     async def acomplete(self, call: Call) -> Outcome:
@@ -829,7 +840,7 @@ class Engine:
             self.before_send(plain, request)  # type: ignore[arg-type]
             with _credits_watch(plain, self.plan.config):
                 completion = await transport.apost_chat(self._config(plain), request)  # type: ignore[arg-type]
-            _record(completion, plain.model, self._config(plain))
+            _record(completion, plain.model, self._config(plain), self.plan.budget)
             return Outcome(completion, None, plain, None, call.route)
         loop = _Loop(self, call)
         while True:
@@ -954,7 +965,7 @@ class EngineStream:
             source = self.engine._open(_Attempt(target, 0, None, 0.0, 0, 0.0, request), self.call, None)
         self.request_id = getattr(source, "request_id", None)
         self.served = target
-        meter = StreamMeter(target.model, request)
+        meter = StreamMeter(target.model, request, self.engine.plan.budget)
         try:
             for chunk in source:
                 meter.feed(chunk)
@@ -977,7 +988,7 @@ class EngineStream:
             if attempt is None:
                 raise loop.exhausted()
             self.served = attempt.target
-            gate = _Gate(attempt.target, loop.emitted, attempt.request)
+            gate = _Gate(attempt.target, loop.emitted, attempt.request, engine.plan.budget)
             source: Any = None
             try:
                 source = engine._open(attempt, call, loop.prefill)
@@ -1047,7 +1058,7 @@ class AsyncEngineStream:
             source = await self.engine._aopen(attempt, self.call, None)
         self.request_id = getattr(source, "request_id", None)
         self.served = target
-        meter = StreamMeter(target.model, attempt.request)
+        meter = StreamMeter(target.model, attempt.request, self.engine.plan.budget)
         try:
             async for chunk in source:
                 meter.feed(chunk)
@@ -1071,7 +1082,7 @@ class AsyncEngineStream:
             if attempt is None:
                 raise loop.exhausted()
             self.served = attempt.target
-            gate = _Gate(attempt.target, loop.emitted, attempt.request)
+            gate = _Gate(attempt.target, loop.emitted, attempt.request, engine.plan.budget)
             source: Any = None
             try:
                 source = await engine._aopen(attempt, call, loop.prefill)

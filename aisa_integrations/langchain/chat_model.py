@@ -37,6 +37,7 @@ from ..core import wire
 from ..core.breakers import breakers
 from ..core.catalog import ModelCatalog, ModelInfo, default_catalog
 from ..core.config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_TIMEOUT, ClientConfig
+from ..core.costs import CostTracker
 from ..core.engine import Call, Engine, ForeignItem, ForeignTarget, ModelTarget, Outcome, make_plan, plan_settings
 from ..core.errors import AIsaError, InvalidRequestError
 from ..core.fallback import FallbackPolicy
@@ -279,6 +280,10 @@ class AIsaChatModel(BaseChatModel):
     or any callable ``text -> task`` (the built-in classifier by default)."""
     sticky_routing: bool = True
     """Keep a conversation's task (and model) across follow-up turns that name no task of their own."""
+    budget: CostTracker | None = Field(default=None, exclude=True)
+    """This model's own spend cap: a ``CostTracker(max_cost=...)`` that every call of the model (its
+    copies, bound variants and fallbacks included) is counted in and checked against before sending.
+    Share one tracker between models to give them one budget."""
     first_token_timeout: float | None = None
     """Abandon an attempt that produced no content within this many seconds (and fail over)."""
     stall_timeout: float | None = None
@@ -551,9 +556,14 @@ class AIsaChatModel(BaseChatModel):
                 messages_to_openai(self._convert_input(input).to_messages())
             except InvalidRequestError as typed:
                 raise as_langchain_error(typed) from None
-            except Exception:
+            except Exception:  # the block could not be named: the message below says what failed
                 pass
-            raise
+            raise as_langchain_error(
+                InvalidRequestError(
+                    f"The input could not be read (langchain-core refused it before anything was sent): {exc}. "
+                    "Check the message content blocks: each needs its data (url, base64 with mime_type, or file_id)."
+                )
+            ) from None
 
     def invoke(
         self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any

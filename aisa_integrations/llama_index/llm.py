@@ -40,6 +40,7 @@ from ..core import wire
 from ..core.capabilities import structured_output_method
 from ..core.catalog import ModelInfo, default_catalog
 from ..core.config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientConfig
+from ..core.costs import CostTracker
 from ..core.engine import Call, Engine, make_plan, plan_settings
 from ..core.errors import InvalidRequestError
 from ..core.fallback import FallbackPolicy, FallbackReport
@@ -115,6 +116,11 @@ class AIsaLLM(FunctionCallingLLM):
     )
     sticky_routing: bool = Field(
         default=True, description="Keep a conversation's task (and model) across follow-ups that name no task."
+    )
+    budget: CostTracker | None = Field(
+        default=None,
+        exclude=True,
+        description="This LLM's own spend cap: a CostTracker(max_cost=...) checked before every request.",
     )
     mid_stream: Literal["raise", "continue"] = Field(
         default="raise", description="After content was streamed: raise, or continue on a prefill-capable model."
