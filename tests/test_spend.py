@@ -189,3 +189,20 @@ def test_a_models_own_budget_is_shared_by_copies_bound_variants_and_fallbacks(si
         llm.complete("shared budget")  # one tracker: one budget across models and frameworks
     free = AIsaChatModel(model="gpt-4o-mini", api_key=sim.api_key, base_url=sim.base_url)
     assert free.invoke("no budget").content and len(sim.chat_requests()) == 2
+
+
+def test_low_credits_warn_once_or_refuse(sim):
+    sim.credits = 1.0
+    model = AIsaChatModel(model="gpt-4.1", api_key=sim.api_key, base_url=sim.base_url)
+    seen = []
+    with get_aisa_callback(low_credits=5.0, on_low_credits=seen.append) as cb:
+        model.invoke("one")
+        model.invoke("two")
+    assert len(seen) == 1 and cb.credits_remaining < seen[0] < 5.0  # warned once, the calls went on
+    with get_aisa_callback(low_credits=5.0):
+        model.invoke("the balance is learnt from this answer")
+        with pytest.raises(BudgetExceededError, match=r"under the .* threshold"):
+            model.invoke("refused")
+    assert len(sim.chat_requests()) == 3
+    with pytest.raises(ValueError, match="on_low_credits needs low_credits"):
+        CostTracker(on_low_credits=print)

@@ -56,17 +56,33 @@ class CostTracker:
     before anything is sent; with ``strict=True`` so does one whose worst case (prompt estimate plus
     ``max_tokens`` at catalog prices) would pass it.
 
+    ``low_credits`` watches the account balance the gateway reports: once ``credits_remaining``
+    falls under it, ``on_low_credits(balance)`` is called (once), or, without a callback, further
+    requests are refused like a reached cap.
+
     >>> tracker = CostTracker()
     >>> tracker.record("gpt-4.1", Usage(prompt_tokens=50, completion_tokens=200, cost=0.0025))
     >>> (tracker.total_tokens, tracker.total_cost, tracker.requests)
     (250, 0.0025, 1)
     """
 
-    def __init__(self, max_cost: float | None = None, *, strict: bool = False) -> None:
+    def __init__(
+        self,
+        max_cost: float | None = None,
+        *,
+        strict: bool = False,
+        low_credits: float | None = None,
+        on_low_credits: Callable[[float], Any] | None = None,
+    ) -> None:
         if max_cost is not None and not max_cost >= 0:
             raise ValueError(f"max_cost must be a non-negative number of USD; got {max_cost!r}.")
+        if on_low_credits is not None and low_credits is None:
+            raise ValueError("on_low_credits needs low_credits= (the balance under which to call it).")
         self.max_cost = max_cost
         self.strict = strict
+        self.low_credits = low_credits
+        self.on_low_credits = on_low_credits
+        self._warned = False
         self._lock = threading.Lock()
         self._by_model: dict[str, ModelCost] = {}
         self._credits_remaining: float | None = None
@@ -74,6 +90,19 @@ class CostTracker:
     def record(self, model: str, usage: Usage | None, *, estimated: bool = False) -> None:
         """Add one billed response (``usage`` None: a response that reported none); ``estimated``
         marks figures the package worked out because the gateway's never arrived."""
+        self._add(model, usage, estimated)
+        balance = self._credits_remaining
+        if (
+            self.on_low_credits is not None
+            and self.low_credits is not None
+            and balance is not None
+            and balance < self.low_credits
+            and not self._warned
+        ):
+            self._warned = True
+            self.on_low_credits(balance)
+
+    def _add(self, model: str, usage: Usage | None, estimated: bool) -> None:
         with self._lock:
             entry = self._by_model.setdefault(model, ModelCost())
             entry.requests += 1
@@ -146,10 +175,19 @@ class CostTracker:
     def check(self, worst_case: float | None = None) -> None:
         """Raise :class:`BudgetExceededError` if the cap is reached (or, when strict, would be passed
         by a request costing ``worst_case``)."""
-        if self.max_cost is None:
-            return
         from .errors import BudgetExceededError
 
+        balance = self._credits_remaining
+        refuse_low = self.low_credits is not None and self.on_low_credits is None
+        if refuse_low and balance is not None and balance < self.low_credits:  # type: ignore[operator]
+            raise BudgetExceededError(
+                f"The account's credits (${balance:.6f} remaining) are under the ${self.low_credits:.6f} "
+                "threshold, so no further request is sent. Add credits, or lower low_credits.",
+                spent=self.spent,
+                max_cost=self.max_cost or 0.0,
+            )
+        if self.max_cost is None:
+            return
         spent = self.spent
         if spent >= self.max_cost:
             raise BudgetExceededError(
@@ -260,7 +298,7 @@ def check_budgets(model: str, request: Mapping[str, Any], budget: CostTracker | 
         return
     worst: float | None = None
     for tracker in trackers:
-        if tracker.max_cost is None:
+        if tracker.max_cost is None and tracker.low_credits is None:
             continue
         if tracker.strict and worst is None:
             worst = worst_case_cost(model, request)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
@@ -47,8 +47,8 @@ class AIsaCallbackHandler(BaseCallbackHandler, CostTracker):
     raise_error = False
     run_inline = True  # on the caller's thread: the counts are complete when the call returns
 
-    def __init__(self, *, from_callbacks: bool = True, max_cost: float | None = None, strict: bool = False) -> None:
-        CostTracker.__init__(self, max_cost, strict=strict)
+    def __init__(self, *, from_callbacks: bool = True, max_cost: float | None = None, **caps: Any) -> None:
+        CostTracker.__init__(self, max_cost, **caps)
         self._from_callbacks = from_callbacks
         self._runs: set[UUID] = set()
         self._runs_lock = threading.Lock()
@@ -81,7 +81,13 @@ class AIsaCallbackHandler(BaseCallbackHandler, CostTracker):
 
 
 @contextmanager
-def get_aisa_callback(max_cost: float | None = None, *, strict: bool = False) -> Iterator[AIsaCallbackHandler]:
+def get_aisa_callback(
+    max_cost: float | None = None,
+    *,
+    strict: bool = False,
+    low_credits: float | None = None,
+    on_low_credits: Callable[[float], Any] | None = None,
+) -> Iterator[AIsaCallbackHandler]:
     """Track AIsa usage and cost for everything run inside the ``with`` block (and the tasks and
     threads that inherit its context: LangChain's ``batch`` and executors, asyncio tasks, and
     :class:`~aisa_integrations.core.costs.ContextThreadPoolExecutor`; a plain ``ThreadPoolExecutor``
@@ -89,7 +95,9 @@ def get_aisa_callback(max_cost: float | None = None, *, strict: bool = False) ->
 
     ``max_cost`` (USD) caps the block: once reached, the next request raises
     :class:`~aisa_integrations.core.errors.BudgetExceededError` before it is sent; ``strict=True``
-    also refuses a request whose worst case would pass the cap.
+    also refuses a request whose worst case would pass the cap. ``low_credits`` watches the
+    balance the gateway reports: under it, ``on_low_credits(balance)`` is called once, or (without a
+    callback) further requests are refused.
 
     >>> from aisa_integrations import AIsaChatModel, get_aisa_callback
     >>> from aisa_integrations.testing import AIsaSimulator
@@ -98,7 +106,9 @@ def get_aisa_callback(max_cost: float | None = None, *, strict: bool = False) ->
     ...     (cb.requests, cb.total_cost == sim.total_billed)
     (1, True)
     """
-    handler = AIsaCallbackHandler(from_callbacks=False, max_cost=max_cost, strict=strict)
+    handler = AIsaCallbackHandler(
+        from_callbacks=False, max_cost=max_cost, strict=strict, low_credits=low_credits, on_low_credits=on_low_credits
+    )
     with tracking(handler):
         yield handler
 

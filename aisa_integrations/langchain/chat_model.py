@@ -204,6 +204,14 @@ def target_of(member: Any) -> ModelTarget | ForeignTarget:
     )
 
 
+def _raised_by_langchain_core(exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc`` is langchain-core's (its input handling, not ours)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "langchain_core" in tb.tb_frame.f_code.co_filename
+
+
 class AIsaChatModel(BaseChatModel):
     """Any model behind the AIsa gateway (GPT, Claude, Gemini, Qwen, DeepSeek, Grok) in LangChain.
 
@@ -549,8 +557,8 @@ class AIsaChatModel(BaseChatModel):
         bare ValueError on a block it cannot read; our converter says which block and what is supported."""
         try:
             yield
-        except ValueError as exc:
-            if isinstance(exc, AIsaError):
+        except (ValueError, KeyError, TypeError) as exc:
+            if isinstance(exc, AIsaError) or not _raised_by_langchain_core(exc):
                 raise
             try:
                 messages_to_openai(self._convert_input(input).to_messages())
@@ -563,7 +571,7 @@ class AIsaChatModel(BaseChatModel):
                     f"The input could not be read (langchain-core refused it before anything was sent): {exc}. "
                     "Check the message content blocks: each needs its data (url, base64 with mime_type, or file_id)."
                 )
-            ) from None
+            ) from exc
 
     def invoke(
         self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any
