@@ -391,6 +391,18 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(model=args.model, stream_model=args.stream_model, as_json=args.json)
 
 
+def _status(args: argparse.Namespace) -> int:
+    from .core.state import current_store, store_from
+    from .core.status import format_status, status
+
+    report = status(store_from(args.store) if args.store else current_store())
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_status(report))
+    return 0
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from .testing.__main__ import run
 
@@ -471,6 +483,14 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("--out", metavar="MODEL.bin", help="with --train: where to write the classifier")
     route.add_argument("--threshold", type=float, help="with --train: the confidence threshold (default: chosen by CV)")
     route.set_defaults(func=_route)
+
+    state = common(
+        sub.add_parser(
+            "status", help="circuit breakers, spend against budgets and rate-limit levels in the state store"
+        )
+    )
+    state.add_argument("--store", metavar="URL", help="redis://host:6379/0 (default: AISA_STATE_URL, else memory)")
+    state.set_defaults(func=_status)
 
     from .testing.__main__ import build_parser as simulator_parser
 

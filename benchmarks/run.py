@@ -609,6 +609,67 @@ def memory(sim: Simulator) -> list[list[str]]:
     return rows
 
 
+def shared_state(sim: Simulator, n: int) -> list[list[str]]:
+    """Per call: a model with a fallback (breakers), a budget and a rate limiter, its state in memory
+    vs in a local Redis server (real redis-server, loopback), side by side; then the store steps alone."""
+    from aisa_integrations import AIsaChatModel, SharedBudget
+    from aisa_integrations.core.breakers import BreakerSettings, CircuitBreaker
+    from aisa_integrations.core.state import MemoryStore, RedisStore, configure_state
+    from aisa_integrations.langchain import AIsaRateLimiter
+    from aisa_integrations.testing.redis_server import RedisServer
+
+    with RedisServer() as server:
+        stores = {"memory": MemoryStore(), "redis": RedisStore(server.url)}
+
+        def model_on(store: Any) -> AIsaChatModel:
+            return AIsaChatModel(
+                model="gpt-4o",
+                fallback_models=["gpt-4o-mini"],
+                budget=SharedBudget("bench", max_cost=1e9, store=store),
+                rate_limiter=AIsaRateLimiter(requests_per_minute=1e9, tokens_per_minute=1e12, store=store),
+                api_key=KEY,
+                base_url=sim.base_url,
+            )
+
+        models = {name: model_on(store) for name, store in stores.items()}
+        plain = AIsaChatModel(model="gpt-4o", api_key=KEY, base_url=sim.base_url)
+
+        def call(name: str) -> Callable[[], Any]:
+            def run() -> Any:
+                configure_state(stores[name])  # the breakers follow the configured store
+                return models[name].invoke("x")
+
+            return run
+
+        timings = interleaved({"plain": lambda: plain.invoke("x"), "memory": call("memory"), "redis": call("redis")}, n)
+
+        def steps(store: Any) -> Callable[[], Any]:
+            breaker = CircuitBreaker(store=store, key="breaker:bench")
+            budget = SharedBudget("steps", max_cost=1e9, store=store)
+            limiter = AIsaRateLimiter(requests_per_minute=1e9, store=store).limiter
+            settings = BreakerSettings()
+
+            def run() -> None:
+                limiter.acquire()
+                budget.check()
+                permit = breaker.acquire(settings)
+                permit.success()
+                budget.record("gpt-4o", None)
+
+            return run
+
+        alone = interleaved({name: steps(store) for name, store in stores.items()}, n)
+        configure_state("memory")
+    return [
+        ["invoke, one model, no shared state (baseline)", f"{timings['plain']:.3f} ms", "—"],
+        ["invoke with fallback + budget + rate limiter, memory store", f"{timings['memory']:.3f} ms", "—"],
+        ["the same, Redis store (local redis-server)", f"{timings['redis']:.3f} ms", "—"],
+        ["Redis store's added cost per call (vs memory)", f"{timings['redis'] - timings['memory']:.3f} ms", "< 1 ms"],
+        ["store steps of one call alone: memory", f"{alone['memory']:.4f} ms", "—"],
+        ["store steps of one call alone: Redis", f"{alone['redis']:.4f} ms", "—"],
+    ]
+
+
 def table(title: str, headers: list[str], rows: list[list[str]]) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -618,13 +679,21 @@ def table(title: str, headers: list[str], rows: list[list[str]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=["routing"], help="run one section (no simulator needed for routing)")
+    parser.add_argument(
+        "--only",
+        choices=["routing", "state"],
+        help="run one section (routing needs no simulator; state needs redis-server)",
+    )
     args = parser.parse_args()
     n = 60 if args.quick else 300
     out = [f"Python {sys.version.split()[0]}, {os.cpu_count()} cores; medians; simulator in a separate process.\n"]
     if args.only == "routing":
         rows = routing(n) + import_time()
         print("\n".join([*out, table("Routing and import", ["case", "measured", "target"], rows)]))
+        return
+    if args.only == "state":
+        with Simulator() as sim:
+            print("\n".join([*out, table("Shared state", ["case", "measured", "target"], shared_state(sim, n))]))
         return
     with Simulator() as sim:
         out.append(table("Per-call latency on loopback", ["case", "client", "median", "vs raw SDK"], overhead(sim, n)))
@@ -638,6 +707,7 @@ def main() -> None:
         )
         out.append(table("Fallback", ["case", "measured", "target"], fallback(sim, max(30, n // 3))))
         out.append(table("Memory", ["case", "measured", "target"], memory(sim)))
+        out.append(table("Shared state", ["case", "measured", "target"], shared_state(sim, n)))
     out.append(table("Routing and import", ["case", "measured", "target"], routing(n) + import_time()))
     print("\n".join(out))
 

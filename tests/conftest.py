@@ -14,15 +14,25 @@ from collections.abc import Iterator
 
 import pytest
 
+from aisa_integrations.core import state
 from aisa_integrations.core.account import accounts
 from aisa_integrations.core.breakers import breakers
 from aisa_integrations.core.client import clear_client_cache
+from aisa_integrations.core.costs import set_process_budget
 from aisa_integrations.testing import AIsaSimulator
+from aisa_integrations.testing.redis_server import RedisServer, find_redis_server
 
 from ._cassettes import CassetteEnv, aisa_cassette
 
 LIVE_KEY = os.environ.get("AISA_API_KEY")
-_SCRUBBED_VARS = ("AISA_API_KEY", "AISA_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID")
+_SCRUBBED_VARS = (
+    "AISA_API_KEY",
+    "AISA_BASE_URL",
+    "AISA_STATE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_ORG_ID",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +43,30 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     clear_client_cache()
     breakers.reset()
     accounts.clear()
+    set_process_budget(None)
+    state._store = None  # back to the default (memory) store
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real Redis server for the whole session (the system's redis-server; CI installs it)."""
+    if find_redis_server() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide redis-server (.ci/run installs it with apt).")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    client.close()
+    return redis_server.url
 
 
 @pytest.fixture

@@ -27,6 +27,15 @@ _LAZY = {
     "make_plan": "engine",
     "FallbackPolicy": "fallback",
     "TaskRouter": "routing",
+    "CostTracker": "costs",
+    "SharedBudget": "costs",
+    "set_process_budget": "costs",
+    "RateLimiter": "ratelimit",
+    "MemoryStore": "state",
+    "RedisStore": "state",
+    "StateStore": "state",
+    "configure_state": "state",
+    "current_store": "state",
 }
 _ERRORS = (
     "AIsaAPIError",

@@ -20,15 +20,19 @@ from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .state import StateStore, current_store
 from .usage import Usage
 
 __all__ = [
     "ContextThreadPoolExecutor",
     "CostTracker",
     "ModelCost",
+    "SharedBudget",
     "StreamMeter",
     "check_budgets",
+    "process_budget",
     "record_usage",
+    "set_process_budget",
     "tracking",
     "worst_case_cost",
 ]
@@ -46,6 +50,35 @@ class ModelCost:
     unpriced_requests: int = 0  # responses whose usage carried no cost figure
     estimated_requests: int = 0  # abandoned streams whose usage never arrived
     estimated_cost: float = 0.0  # their cost at catalog prices (not in ``cost``)
+
+
+def _counts(usage: Usage | None, estimated: bool) -> dict[str, float]:
+    """What one billed answer adds to a :class:`ModelCost` (an estimate's cost kept apart)."""
+    if usage is None:
+        return {"requests": 1, "unpriced_requests": 1}
+    prompt = usage.prompt_tokens or 0
+    completion = usage.completion_tokens or 0
+    if estimated:
+        return {
+            "requests": 1,
+            "estimated_requests": 1,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "estimated_cost": usage.cost or 0.0,
+        }
+    total = usage.total_tokens if usage.total_tokens is not None else prompt + completion
+    delta: dict[str, float] = {
+        "requests": 1,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total,
+    }
+    if usage.cost is None:
+        delta["unpriced_requests"] = 1
+    else:
+        delta["cost"] = usage.cost
+    return delta
 
 
 class CostTracker:
@@ -102,35 +135,22 @@ class CostTracker:
             self._warned = True
             self.on_low_credits(balance)
 
-    def _add(self, model: str, usage: Usage | None, estimated: bool) -> None:
+    def _add(self, model: str, usage: Usage | None, estimated: bool) -> dict[str, float]:
+        delta = _counts(usage, estimated)
         with self._lock:
             entry = self._by_model.setdefault(model, ModelCost())
-            entry.requests += 1
-            if usage is None:
-                entry.unpriced_requests += 1
-                return
-            if estimated:
-                entry.estimated_requests += 1
-                entry.prompt_tokens += usage.prompt_tokens or 0
-                entry.completion_tokens += usage.completion_tokens or 0
-                entry.total_tokens += (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
-                entry.estimated_cost += usage.cost or 0.0
-                return
-            prompt = usage.prompt_tokens or 0
-            completion = usage.completion_tokens or 0
-            entry.prompt_tokens += prompt
-            entry.completion_tokens += completion
-            entry.total_tokens += usage.total_tokens if usage.total_tokens is not None else prompt + completion
-            if usage.cost is None:
-                entry.unpriced_requests += 1
-            else:
-                entry.cost += usage.cost
-            if usage.credits_remaining is not None and (
-                self._credits_remaining is None or usage.credits_remaining < self._credits_remaining
+            for name, amount in delta.items():
+                setattr(entry, name, getattr(entry, name) + amount)
+            if (
+                usage is not None
+                and not estimated
+                and usage.credits_remaining is not None
+                and (self._credits_remaining is None or usage.credits_remaining < self._credits_remaining)
             ):
                 # Concurrent responses arrive out of order; spending only lowers the balance, so the
                 # lowest figure reported is the most recent state of the account.
                 self._credits_remaining = usage.credits_remaining
+        return delta
 
     def _sum(self, name: str) -> Any:
         with self._lock:
@@ -250,6 +270,92 @@ class CostTracker:
         return "\n".join(lines)
 
 
+class SharedBudget(CostTracker):
+    """A spend cap whose totals live in the state store, so every process that uses the same store
+    (Redis: every worker) and ``name`` spends from one budget. With the default memory store it is
+    one budget for the whole process. The cap is checked before each request; a process can pass
+    it by at most the calls it already has in flight.
+
+    Give it to a model (``AIsaChatModel(budget=...)``), or make it the process's budget for every
+    request with :func:`set_process_budget`. Totals (``spent``, ``total_cost``, ``requests``,
+    tokens) are the shared ones; ``by_model`` is this process's share.
+
+    >>> from aisa_integrations.core.state import MemoryStore
+    >>> budget = SharedBudget("team", max_cost=1.0, store=MemoryStore())
+    >>> budget.record("gpt-4.1", Usage(prompt_tokens=10, completion_tokens=5, cost=0.4))
+    >>> budget.spent, budget.remaining
+    (0.4, 0.6)
+    """
+
+    _TOTALS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost", "estimated_cost")
+
+    def __init__(
+        self,
+        name: str = "global",
+        max_cost: float | None = None,
+        *,
+        store: StateStore | None = None,
+        strict: bool = False,
+        low_credits: float | None = None,
+        on_low_credits: Callable[[float], Any] | None = None,
+    ) -> None:
+        super().__init__(max_cost, strict=strict, low_credits=low_credits, on_low_credits=on_low_credits)
+        self.name = name
+        self._store = store
+        if max_cost is not None:
+            self.store.set_fields(self.key, {"max_cost": max_cost})
+
+    @property
+    def store(self) -> StateStore:
+        return self._store if self._store is not None else current_store()
+
+    @property
+    def key(self) -> str:
+        return f"budget:{self.name}"
+
+    def _add(self, model: str, usage: Usage | None, estimated: bool) -> dict[str, float]:
+        delta = super()._add(model, usage, estimated)
+        self.store.incr(self.key, {name: amount for name, amount in delta.items() if name in self._TOTALS})
+        return delta
+
+    def totals(self) -> dict[str, float]:
+        """The shared totals, read from the store."""
+        return self.store.counters(self.key)
+
+    def _sum(self, name: str) -> Any:
+        return self.totals().get(name, 0.0)
+
+    @property
+    def spent(self) -> float:
+        totals = self.totals()
+        return totals.get("cost", 0.0) + totals.get("estimated_cost", 0.0)
+
+    def reset(self) -> None:
+        super().reset()
+        self.store.set_fields(self.key, dict.fromkeys(self._TOTALS, 0.0))
+
+
+# The budget every request in the process is checked against (and counted in), if one is set.
+_process_budget: CostTracker | None = None
+
+
+def set_process_budget(budget: CostTracker | None) -> CostTracker | None:
+    """Check (and count) every request this process sends against ``budget`` (None: no process cap).
+    A :class:`SharedBudget` on a Redis store makes it one cap for every worker.
+
+    >>> set_process_budget(SharedBudget("demo", max_cost=10.0)).max_cost
+    10.0
+    >>> set_process_budget(None)
+    """
+    global _process_budget
+    _process_budget = budget
+    return budget
+
+
+def process_budget() -> CostTracker | None:
+    return _process_budget
+
+
 # The trackers whose block the current code runs in. The engine reports every billed answer it
 # receives from the wire here, so a count follows what the gateway bills, whatever framework (and
 # however many wrapper runs) sit above the call: a cache hit sends nothing and counts nothing.
@@ -275,6 +381,8 @@ def record_usage(
         tracker.record(model, usage, estimated=estimated)
     if budget is not None:
         budget.record(model, usage, estimated=estimated)
+    if _process_budget is not None and _process_budget is not budget:
+        _process_budget.record(model, usage, estimated=estimated)
 
 
 def worst_case_cost(model: str, request: Mapping[str, Any]) -> float | None:
@@ -294,6 +402,8 @@ def check_budgets(model: str, request: Mapping[str, Any], budget: CostTracker | 
     trackers = _active.get()
     if budget is not None:
         trackers = (*trackers, budget)
+    if _process_budget is not None and _process_budget is not budget:
+        trackers = (*trackers, _process_budget)
     if not trackers:
         return
     worst: float | None = None
@@ -310,10 +420,17 @@ class StreamMeter:
     stream ends without one (the consumer left, or the request asked for none), an estimate from
     the prompt and the text seen, marked as estimated."""
 
-    __slots__ = ("budget", "chars", "model", "recorded", "request")
+    __slots__ = ("budget", "chars", "model", "on_usage", "recorded", "request")
 
-    def __init__(self, model: str, request: Mapping[str, Any] | None, budget: CostTracker | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        request: Mapping[str, Any] | None,
+        budget: CostTracker | None = None,
+        on_usage: Callable[[Usage], Any] | None = None,
+    ) -> None:
         self.budget = budget
+        self.on_usage = on_usage
         self.model = model
         self.request = request
         self.chars = 0
@@ -335,11 +452,13 @@ class StreamMeter:
         usage = parse_usage(chunk["usage"])
         record_usage(chunk.get("model") or self.model, usage, budget=self.budget)
         self.recorded = True
+        if self.on_usage is not None and usage is not None:
+            self.on_usage(usage)
         return usage
 
     def finish(self) -> None:
         """The stream is over without a usage chunk: record what the gateway most likely billed."""
-        if self.recorded or not (_active.get() or self.budget is not None):
+        if self.recorded or not (_active.get() or self.budget is not None or _process_budget is not None):
             return
         from .capabilities import estimate_tokens
         from .catalog import default_catalog

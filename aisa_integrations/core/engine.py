@@ -44,7 +44,7 @@ from . import errors as E
 from . import provider_fields, wire
 from .account import accounts
 from .breakers import BreakerRegistry, Permit, breakers
-from .capabilities import Requirements, image_count, requirements_of
+from .capabilities import Requirements, estimate_tokens, image_count, requirements_of
 from .catalog import ModelCatalog, default_catalog, family_of
 from .config import ClientConfig
 from .costs import CostTracker, StreamMeter, check_budgets, record_usage
@@ -57,9 +57,10 @@ from .fallback import (
     all_failed,
     classify,
 )
+from .ratelimit import RateLimiter
 from .stream import ChunkAccumulator, chunk_has_content, chunk_text
 from .timeouts import StreamTimeouts
-from .usage import parse_usage
+from .usage import Usage, parse_usage
 
 if TYPE_CHECKING:  # routing is imported only by plans that route
     from .classifier import Classifier
@@ -148,6 +149,10 @@ class Plan:
     mid_stream: MidStream = "raise"
     #: The model's own spend cap (``budget=``): shared by every copy that holds the same tracker.
     budget: CostTracker | None = None
+    #: Requests/tokens per minute for every attempt this plan sends (``rate_limiter=``).
+    rate_limiter: RateLimiter | None = None
+    #: The framework already took the call's first request from ``rate_limiter`` (LangChain does).
+    first_request_paid: bool = False
 
     @property
     def managed(self) -> bool:
@@ -181,6 +186,8 @@ def make_plan(
     check_capabilities: bool = True,
     sticky_routing: bool = True,
     budget: CostTracker | None = None,
+    rate_limiter: RateLimiter | None = None,
+    first_request_paid: bool = False,
     catalog: ModelCatalog | None = None,
     params: Mapping[str, Any] | None = None,
     target_of: Callable[[Any], Target] | None = None,
@@ -222,6 +229,8 @@ def make_plan(
         check_capabilities=check_capabilities,
         mid_stream=mid_stream,
         budget=budget,
+        rate_limiter=rate_limiter,
+        first_request_paid=first_request_paid,
     )
 
 
@@ -310,6 +319,8 @@ class _Attempt:
     retry: int
     waited: float
     request: dict[str, Any] | None  # None for a foreign target
+    first: bool = True  # the call's first request to the gateway
+    charged_tokens: float = 0.0  # what the rate limiter was charged for it, settled on usage
 
 
 class _Loop:
@@ -328,6 +339,7 @@ class _Loop:
         self.last_error: BaseException | None = None
         self.min_context: int | None = None
         self.prefill: str | None = None
+        self.sent = 0
         self.emitted: list[str] = []
 
     def _skip(self, target: Target, why: str, failure: str) -> None:
@@ -360,7 +372,9 @@ class _Loop:
                 if permit is None:
                     self._skip(target, "circuit open", "circuit_open")
                     continue
-            return _Attempt(target, self.index, permit, self.engine.clock(), self.retry, self.wait, request)
+            first = self.sent == 0
+            self.sent += isinstance(target, ModelTarget)
+            return _Attempt(target, self.index, permit, self.engine.clock(), self.retry, self.wait, request, first)
         return None
 
     def succeeded(self, attempt: _Attempt, cost: float | None) -> None:
@@ -511,9 +525,10 @@ class _Gate:
         emitted: list[str],
         request: Mapping[str, Any] | None = None,
         budget: CostTracker | None = None,
+        on_usage: Callable[[Usage], None] | None = None,
     ) -> None:
         self.wire = isinstance(target, ModelTarget)
-        self.meter = StreamMeter(target.name, request, budget) if self.wire else None
+        self.meter = StreamMeter(target.name, request, budget, on_usage) if self.wire else None
         if isinstance(target, ForeignTarget):
             self.is_content, self.text_of, self.cost_of = target.is_content, target.text_of, target.cost_of
         else:
@@ -572,10 +587,13 @@ def _credits_watch(target: ModelTarget, default: ClientConfig) -> Iterator[None]
         raise
 
 
-def _record(completion: Mapping[str, Any], model: str, config: ClientConfig, budget: CostTracker | None) -> None:
+def _record(
+    completion: Mapping[str, Any], model: str, config: ClientConfig, budget: CostTracker | None
+) -> Usage | None:
     usage = parse_usage(completion.get("usage"))
     record_usage(completion.get("model") or model, usage, budget=budget)
     accounts.saw_credits(config, usage.credits_remaining if usage else None)
+    return usage
 
 
 # -- the engine --------------------------------------------------------------------------------
@@ -728,6 +746,45 @@ class Engine:
         check_budgets(target.model, request, self.plan.budget)
         accounts.check(target.config or self.plan.config, target.model)
 
+    # -- the rate limiter: one request and its token estimate per attempt, settled on usage ------
+    def _admission(self, attempt: _Attempt) -> tuple[RateLimiter, float, float] | None:
+        limiter = self.plan.rate_limiter
+        if limiter is None or attempt.request is None:
+            return None
+        requests = 0.0 if attempt.first and self.plan.first_request_paid else 1.0
+        tokens = 0.0
+        if limiter.tokens_per_minute is not None:
+            request = attempt.request
+            output = request.get("max_completion_tokens") or request.get("max_tokens") or 0
+            tokens = float(estimate_tokens(request.get("messages") or ()) + int(output) * int(request.get("n") or 1))
+        attempt.charged_tokens = tokens
+        return limiter, requests, tokens
+
+    def admit(self, attempt: _Attempt) -> None:
+        """Wait for the rate limiter (if any) before sending ``attempt``."""
+        admission = self._admission(attempt)
+        if admission is not None:
+            limiter, requests, tokens = admission
+            limiter.acquire(requests, tokens)
+
+    async def aadmit(self, attempt: _Attempt) -> None:
+        admission = self._admission(attempt)
+        if admission is not None:
+            limiter, requests, tokens = admission
+            await limiter.aacquire(requests, tokens)
+
+    def settler(self, attempt: _Attempt) -> Callable[[Usage], None] | None:
+        """What a stream meter calls when the usage chunk arrives (None without a limiter)."""
+        if self.plan.rate_limiter is None:
+            return None
+        return lambda usage: self.settle(attempt, usage)
+
+    def settle(self, attempt: _Attempt, usage: Usage | None) -> None:
+        """The answer's real token count replaces the estimate the limiter was charged."""
+        limiter = self.plan.rate_limiter
+        if limiter is not None and usage is not None and usage.total_tokens is not None:
+            limiter.settle(usage.total_tokens - attempt.charged_tokens)
+
     def _timeouts(self) -> StreamTimeouts | None:
         policy = self.plan.policy
         if policy is None:
@@ -745,6 +802,7 @@ class Engine:
         config = self._config(target)
         timeouts = self._timeouts()
         assert attempt.request is not None
+        self.admit(attempt)
         if timeouts is None:
             completion = transport.post_chat(config, attempt.request)
         else:
@@ -760,7 +818,7 @@ class Engine:
                 stream.close()
             completion = accumulator.completion()
             completion["_request_id"] = stream.request_id
-        _record(completion, target.model, config, self.plan.budget)
+        self.settle(attempt, _record(completion, target.model, config, self.plan.budget))
         return completion, None
 
     def _waiting(self, attempt: _Attempt, exc: BaseException, seconds: float) -> None:
@@ -782,9 +840,11 @@ class Engine:
         if plain is not None:
             request = self.attempt_request(call, plain, None)
             self.before_send(plain, request)  # type: ignore[arg-type]
+            attempt = _Attempt(plain, 0, None, 0.0, 0, 0.0, request)
+            self.admit(attempt)
             with _credits_watch(plain, self.plan.config):
                 completion = transport.post_chat(self._config(plain), request)  # type: ignore[arg-type]
-            _record(completion, plain.model, self._config(plain), self.plan.budget)
+            self.settle(attempt, _record(completion, plain.model, self._config(plain), self.plan.budget))
             return Outcome(completion, None, plain, None, call.route)
         loop = _Loop(self, call)
         while True:
@@ -815,6 +875,7 @@ class Engine:
         config = self._config(target)
         timeouts = self._timeouts()
         assert attempt.request is not None
+        await self.aadmit(attempt)
         if timeouts is None:
             completion = await transport.apost_chat(config, attempt.request)
         else:
@@ -827,7 +888,7 @@ class Engine:
                 await stream.aclose()
             completion = accumulator.completion()
             completion["_request_id"] = stream.request_id
-        _record(completion, target.model, config, self.plan.budget)
+        self.settle(attempt, _record(completion, target.model, config, self.plan.budget))
         return completion, None
 
     async def acomplete(self, call: Call) -> Outcome:
@@ -838,9 +899,11 @@ class Engine:
         if plain is not None:
             request = self.attempt_request(call, plain, None)
             self.before_send(plain, request)  # type: ignore[arg-type]
+            attempt = _Attempt(plain, 0, None, 0.0, 0, 0.0, request)
+            await self.aadmit(attempt)
             with _credits_watch(plain, self.plan.config):
                 completion = await transport.apost_chat(self._config(plain), request)  # type: ignore[arg-type]
-            _record(completion, plain.model, self._config(plain), self.plan.budget)
+            self.settle(attempt, _record(completion, plain.model, self._config(plain), self.plan.budget))
             return Outcome(completion, None, plain, None, call.route)
         loop = _Loop(self, call)
         while True:
@@ -880,6 +943,7 @@ class Engine:
         if isinstance(target, ForeignTarget):
             return iter(target.stream(call.foreign_input, prefill))
         assert attempt.request is not None
+        self.admit(attempt)
         # Usage is always asked for: an answer that cannot be counted cannot be tracked or budgeted.
         return transport.open_chat_stream(
             self._config(target), attempt.request, include_usage=True, timeouts=self._timeouts(), clock=self.clock
@@ -892,6 +956,7 @@ class Engine:
         if isinstance(target, ForeignTarget):
             return _aforeign(target.astream(call.foreign_input, prefill), self._timeouts(), target)
         assert attempt.request is not None
+        await self.aadmit(attempt)
         return await transport.aopen_chat_stream(
             self._config(target), attempt.request, include_usage=True, timeouts=self._timeouts()
         )
@@ -961,11 +1026,12 @@ class EngineStream:
     def _plain(self, target: ModelTarget) -> Iterator[Any]:
         request = self.engine.attempt_request(self.call, target, None)
         self.engine.before_send(target, request)  # type: ignore[arg-type]
+        attempt = _Attempt(target, 0, None, 0.0, 0, 0.0, request)
         with _credits_watch(target, self.engine.plan.config):
-            source = self.engine._open(_Attempt(target, 0, None, 0.0, 0, 0.0, request), self.call, None)
+            source = self.engine._open(attempt, self.call, None)
         self.request_id = getattr(source, "request_id", None)
         self.served = target
-        meter = StreamMeter(target.model, request, self.engine.plan.budget)
+        meter = StreamMeter(target.model, request, self.engine.plan.budget, self.engine.settler(attempt))
         try:
             for chunk in source:
                 meter.feed(chunk)
@@ -988,7 +1054,7 @@ class EngineStream:
             if attempt is None:
                 raise loop.exhausted()
             self.served = attempt.target
-            gate = _Gate(attempt.target, loop.emitted, attempt.request, engine.plan.budget)
+            gate = _Gate(attempt.target, loop.emitted, attempt.request, engine.plan.budget, engine.settler(attempt))
             source: Any = None
             try:
                 source = engine._open(attempt, call, loop.prefill)
@@ -1058,7 +1124,7 @@ class AsyncEngineStream:
             source = await self.engine._aopen(attempt, self.call, None)
         self.request_id = getattr(source, "request_id", None)
         self.served = target
-        meter = StreamMeter(target.model, attempt.request, self.engine.plan.budget)
+        meter = StreamMeter(target.model, attempt.request, self.engine.plan.budget, self.engine.settler(attempt))
         try:
             async for chunk in source:
                 meter.feed(chunk)
@@ -1082,7 +1148,7 @@ class AsyncEngineStream:
             if attempt is None:
                 raise loop.exhausted()
             self.served = attempt.target
-            gate = _Gate(attempt.target, loop.emitted, attempt.request, engine.plan.budget)
+            gate = _Gate(attempt.target, loop.emitted, attempt.request, engine.plan.budget, engine.settler(attempt))
             source: Any = None
             try:
                 source = await engine._aopen(attempt, call, loop.prefill)

@@ -4,6 +4,7 @@ from ._serialization import register_serializable
 from .callbacks import AIsaCallbackHandler, compare_chat_models, get_aisa_callback
 from .chat_model import AIsaChatModel
 from .fallback import FallbackRunnable
+from .rate_limiter import AIsaRateLimiter
 from .router import TaskRouterRunnable
 
 register_serializable(AIsaChatModel)
@@ -11,6 +12,7 @@ register_serializable(AIsaChatModel)
 __all__ = [
     "AIsaCallbackHandler",
     "AIsaChatModel",
+    "AIsaRateLimiter",
     "FallbackRunnable",
     "TaskRouterRunnable",
     "compare_chat_models",

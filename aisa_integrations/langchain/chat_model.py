@@ -49,6 +49,7 @@ from ._convert import (
     messages_to_openai,
 )
 from ._errors import as_langchain_error
+from .rate_limiter import AIsaRateLimiter
 
 if TYPE_CHECKING:  # routing is imported only by models that route
     from ..core.routing import RouteDecision
@@ -383,6 +384,9 @@ class AIsaChatModel(BaseChatModel):
             model=self._primary_member if self._primary_member is not None else self.model,
             catalog=self.catalog,
             target_of=target_of,
+            # LangChain takes each call's first request from the limiter itself; the engine the rest.
+            rate_limiter=self.rate_limiter.limiter if isinstance(self.rate_limiter, AIsaRateLimiter) else None,
+            first_request_paid=True,
             **plan_settings(self),
         )
         engine = Engine(plan)

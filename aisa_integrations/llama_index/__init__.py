@@ -2,5 +2,6 @@
 
 from .callbacks import AIsaCostHandler
 from .llm import AIsaLLM
+from .rate_limiter import AIsaRateLimiter
 
-__all__ = ["AIsaCostHandler", "AIsaLLM"]
+__all__ = ["AIsaCostHandler", "AIsaLLM", "AIsaRateLimiter"]

@@ -45,6 +45,7 @@ from ..core.engine import Call, Engine, make_plan, plan_settings
 from ..core.errors import InvalidRequestError
 from ..core.fallback import FallbackPolicy, FallbackReport
 from ._convert import StreamAccumulator, completion_to_response, messages_to_openai, partial_json, tool_to_openai
+from .rate_limiter import AIsaRateLimiter
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -155,7 +156,16 @@ class AIsaLLM(FunctionCallingLLM):
         )
         self.api_base = self._config.base_url
         self.api_key = None  # the key lives only in the (secret) client config from here on
-        self._engine = Engine(make_plan(self._config, model=self.model, **plan_settings(self)))
+        self._engine = Engine(
+            make_plan(
+                self._config,
+                model=self.model,
+                # LlamaIndex takes each call's first request from the limiter itself; the engine the rest.
+                rate_limiter=self.rate_limiter.limiter if isinstance(self.rate_limiter, AIsaRateLimiter) else None,
+                first_request_paid=True,
+                **plan_settings(self),
+            )
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         # A pickle never carries the key: it is read again from AISA_API_KEY when unpickled. (pydantic's
