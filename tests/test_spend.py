@@ -3,6 +3,7 @@ compared with the simulator's own log, and spend caps that refuse before anythin
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -63,6 +64,23 @@ def test_an_abandoned_stream_is_counted_with_an_estimated_cost(chat, sim):
     with get_aisa_callback() as whole:
         list(chat.stream("a short one"))
     assert whole.estimated_cost == 0.0 and whole.total_cost > 0  # the usage chunk arrived: exact
+
+
+def test_an_abandoned_stream_estimate_matches_what_the_gateway_bills(chat, sim):
+    """The simulator bills a stream the client left for the prompt and the part generated before it
+    noticed (as the gateway does); paced like a real model, the estimate matches that bill."""
+    sim.script("one two three four five six seven eight nine ten " * 20, model="gpt-4o-mini")
+    sim.inject("gpt-4o-mini", Fault(chunk_delay=0.02))
+    with get_aisa_callback() as cb:
+        for i, _chunk in enumerate(chat.stream("tell me a long story")):
+            if i == 10:
+                break
+    entry = sim.chat_requests()[-1]
+    deadline = time.time() + 3  # the server notices the hang-up at its next write
+    while entry.usage and entry.usage["completion_tokens"] == 245 and time.time() < deadline:
+        time.sleep(0.01)
+    assert 0 < entry.billed_cost < 245 * 0.6e-6  # billed, for part of the answer
+    assert cb.estimated_cost == pytest.approx(entry.billed_cost, rel=0.3)
 
 
 def test_classifier_calls_are_counted(sim):

@@ -284,8 +284,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error_body(402, "insufficient_credits", "Insufficient credits. Add credits to continue.")
             return
         entry.status = 200
-        # An answer is billed only once it is fully delivered: a cut, malformed or abandoned response never
-        # reaches the client's usage, so it is refunded (as the request log's billed_cost shows).
+        # Billing follows the gateway's: an answer the server itself cut or garbled is refunded; a stream
+        # the client walked away from is billed for the prompt and the part generated before it left
+        # (the request log's billed_cost shows both); a plain answer nobody received is refunded.
+        self._events_sent = self._events_total = 0
         try:
             if body.get("stream"):
                 entry.stream = True
@@ -296,9 +298,17 @@ class _Handler(BaseHTTPRequestHandler):
                 headers = dict(fault.headers or {}) if fault else None
                 self._send(200, payload if delivered else payload[: max(1, len(payload) // 2)], headers)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
-            sim._refund(entry)
+            garbled = fault is not None and (
+                fault.malformed_at is not None or fault.error_event_at is not None or fault.drop_after is not None
+            )
+            if entry.stream and not garbled:  # the client left a sound answer: it pays for what it got
+                sim._bill_part(entry, self._events_sent, self._events_total)
+            else:
+                sim._refund(entry)
             raise
-        if not delivered:
+        if delivered == "abandoned":
+            sim._bill_part(entry, self._events_sent, self._events_total)
+        elif not delivered:
             sim._refund(entry)
 
     def _fault_answer(self, fault: Fault, entry: LoggedRequest) -> bool:
@@ -327,8 +337,11 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         return False
 
-    def _stream(self, body: Mapping[str, Any], reply: ScriptedReply, entry: LoggedRequest, fault: Fault | None) -> bool:
-        """Write the SSE answer; False if it was deliberately not delivered whole."""
+    def _stream(
+        self, body: Mapping[str, Any], reply: ScriptedReply, entry: LoggedRequest, fault: Fault | None
+    ) -> bool | str:
+        """Write the SSE answer; False if it was deliberately not delivered whole, "abandoned" if the
+        client left during it (``_events_sent`` of ``_events_total`` went out)."""
         sim = self.server.sim
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -340,8 +353,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         events = list(sim._chunks(body, reply, entry, include_usage))
+        self._events_total = len(events)
         write = self.wfile.write
         for index, event in enumerate(events):
+            self._events_sent = index
             if fault is not None:
                 if fault.drop_after is not None and index >= fault.drop_after:
                     self.hang_up()
@@ -357,7 +372,7 @@ class _Handler(BaseHTTPRequestHandler):
                     sim._sleep(fault.stall_for)
                     if self.client_gone():
                         self.close_connection = True
-                        return False  # abandoned mid-answer: the rest is never generated nor billed
+                        return "abandoned"  # mid-answer: the rest is never generated, what was is billed
                 if fault.malformed_at is not None and index == fault.malformed_at:
                     event = b'data: {"id": "broken", "choices": [{"delta": {"content": \n\n'
                 if fault.chunk_delay:
