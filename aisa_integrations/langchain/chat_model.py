@@ -41,6 +41,7 @@ from ..core.costs import CostTracker
 from ..core.engine import Call, Engine, ForeignItem, ForeignTarget, ModelTarget, Outcome, make_plan, plan_settings
 from ..core.errors import AIsaError, InvalidRequestError
 from ..core.fallback import FallbackPolicy
+from ..core.tokens import count_message_tokens, count_tokens, tokenizer_for
 from ._convert import (
     StreamState,
     chunk_to_generation,
@@ -450,6 +451,20 @@ class AIsaChatModel(BaseChatModel):
     @property
     def _llm_type(self) -> str:
         return "aisa-chat"
+
+    # -- token counting: offline for every family (core/tokens.py), never an ImportError ------------
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens in ``text`` for this model: exact where a tokenizer and its data are on this machine
+        (tiktoken's cache, GPT models), else the package's documented estimate."""
+        return count_tokens(text, self.model)
+
+    def get_token_ids(self, text: str) -> list[int]:
+        return tokenizer_for(self.model).ids(text)
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        """Prompt tokens of ``messages`` (and ``tools``), as sent: what ``trim_messages(token_counter=llm)`` uses."""
+        formatted = format_tools(tools) if tools else None
+        return count_message_tokens(messages_to_openai(messages), self.model, formatted)
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
