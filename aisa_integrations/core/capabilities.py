@@ -107,3 +107,33 @@ def structured_output_method(info: ModelInfo) -> str:
     """How to ask a model for output matching a schema: its ``json_schema`` response format where the
     catalog says it honours one, a forced tool call otherwise."""
     return "json_schema" if info.json_schema is True else "function_calling"
+
+
+#: The capabilities :func:`shared_capabilities` combines: limits take the smallest, flags need all.
+_LIMITS = ("context_window", "max_output_tokens")
+_FLAGS = ("vision", "tools", "json_schema", "reasoning")
+
+
+def shared_capabilities(infos: Sequence[ModelInfo]) -> dict[str, Any]:
+    """What every one of these models can do: the smallest limits; a flag True only if all have it,
+    False if any lacks it, left out (unknown) otherwise. What a fallback chain or a set of routes
+    can promise whichever model ends up answering.
+
+    >>> from aisa_integrations.core.catalog import default_catalog
+    >>> catalog = default_catalog()
+    >>> shared = shared_capabilities([catalog.info("gpt-4o"), catalog.info("deepseek-chat")])
+    >>> shared["vision"], shared["tools"]
+    (False, True)
+    """
+    shared: dict[str, Any] = {}
+    for name in _LIMITS:
+        values = [getattr(info, name) for info in infos]
+        if values and all(v is not None for v in values):
+            shared[name] = min(values)
+    for name in _FLAGS:
+        values = [getattr(info, name) for info in infos]
+        if any(v is False for v in values):
+            shared[name] = False
+        elif values and all(v is True for v in values):
+            shared[name] = True
+    return shared

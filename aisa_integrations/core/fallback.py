@@ -18,6 +18,7 @@ The loop that applies it is :mod:`aisa_integrations.core.engine`; breakers are
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -184,6 +185,30 @@ class FallbackPolicy:
     @classmethod
     def field_names(cls) -> frozenset[str]:
         return frozenset(f.name for f in fields(cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings that differ from the defaults, as JSON values (what ``dumpd`` stores).
+
+        >>> FallbackPolicy.from_dict(FallbackPolicy(server_retries=3).to_dict()) == FallbackPolicy(server_retries=3)
+        True
+        """
+        defaults = FallbackPolicy()
+        out: dict[str, Any] = {}
+        for name in sorted(self.field_names()):
+            value = getattr(self, name)
+            if value != getattr(defaults, name):
+                out[name] = sorted(value) if isinstance(value, frozenset) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> FallbackPolicy:
+        """A policy from :meth:`to_dict`'s output; unknown names are a ConfigurationError."""
+        unknown = set(values) - cls.field_names()
+        if unknown:
+            raise E.ConfigurationError(
+                f"Unknown fallback policy settings {sorted(unknown)}; known: {sorted(cls.field_names())}."
+            )
+        return cls(**dict(values))
 
     @property
     def breaker(self) -> BreakerSettings:

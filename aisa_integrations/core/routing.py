@@ -186,6 +186,16 @@ class TaskRouter:
         self.catalog = catalog or default_catalog()
         self.model_of: ModelOf = model_of or (lambda target: getattr(target, "model", None))
 
+    def model_ids(self) -> list[str | None]:
+        """The models the routes name (None for a member whose model is unknown); a ``Cheapest``
+        route names none: it picks a model that meets each request's needs."""
+        ids: list[str | None] = []
+        for spec in self.routes.values():
+            for member in spec if isinstance(spec, list | tuple) else [spec]:
+                if not isinstance(member, Cheapest):
+                    ids.append(member if isinstance(member, str) else self.model_of(member))
+        return ids
+
     def classify(self, text: str, *, images: int = 0) -> Classification:
         if images:
             return classify_task(text, images=images)

@@ -7,7 +7,7 @@ from .fallback import FallbackRunnable
 from .rate_limiter import AIsaRateLimiter
 from .router import TaskRouterRunnable
 
-register_serializable(AIsaChatModel)
+register_serializable(AIsaChatModel, FallbackRunnable, TaskRouterRunnable)
 
 __all__ = [
     "AIsaCallbackHandler",

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
+NAMESPACE = "aisa_integrations"
+
 
 def register_serializable(*classes: Any) -> None:
     import importlib
 
     # The module, not the function of the same name that langchain_core.load re-exports.
     _load = importlib.import_module("langchain_core.load.load")
+    # load() accepts the namespaces in this list (partner integrations' among them) without
+    # valid_namespaces=[...]; ours joins them, so load(dumpd(m), allowed_objects="all") just works.
+    if NAMESPACE not in _load.DEFAULT_NAMESPACES:
+        _load.DEFAULT_NAMESPACES.append(NAMESPACE)
     for cls in classes:
         path = tuple(cls.lc_id())
         _load.ALL_SERIALIZABLE_MAPPINGS[path] = path

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model
 
 from ..core import wire
 from ..core.breakers import breakers
+from ..core.capabilities import shared_capabilities
 from ..core.catalog import ModelCatalog, ModelInfo, default_catalog
 from ..core.config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_TIMEOUT, ClientConfig
 from ..core.costs import CostTracker
@@ -261,6 +262,12 @@ class AIsaChatModel(BaseChatModel):
     top_logprobs: int | None = None
     user: str | None = None
     """An end-user id for the gateway's abuse monitoring."""
+    reasoning_effort: str | None = None
+    """For reasoning models: ``"low"``, ``"medium"`` or ``"high"``."""
+    parallel_tool_calls: bool | None = None
+    """Whether the model may call several tools in one turn."""
+    logit_bias: dict[str, float] | None = None
+    service_tier: str | None = None
     timeout: float | None = Field(default=DEFAULT_TIMEOUT, alias="request_timeout")
     """Seconds per request (and per read while streaming)."""
     max_retries: int | None = None
@@ -316,6 +323,8 @@ class AIsaChatModel(BaseChatModel):
     @classmethod
     def _collect_model_kwargs(cls, values: Any) -> Any:
         if isinstance(values, dict):
+            if isinstance(values.get("fallback_policy"), Mapping):  # as dumped by ``dumpd``
+                values = {**values, "fallback_policy": FallbackPolicy.from_dict(values["fallback_policy"])}
             return _build_model_kwargs(values, cls._known_field_names())
         return values
 
@@ -333,9 +342,12 @@ class AIsaChatModel(BaseChatModel):
         # Resolved here, not in a validator, so a missing key surfaces as MissingAPIKeyError (naming
         # AISA_API_KEY) rather than a pydantic ValidationError; either way before any request.
         try:
-            _ = self._engine
+            config = self._config
         except AIsaError as exc:
             raise as_langchain_error(exc) from None
+        # Pinned now: a dumped or pickled model keeps talking to the gateway it was made for, whatever
+        # AISA_BASE_URL says where it is loaded. (Written directly: the built engine already uses it.)
+        self.__dict__["base_url"] = config.base_url
 
     def __getstate__(self) -> dict[str, Any]:
         # A pickle never carries the key: it is read again from AISA_API_KEY when unpickled (as
@@ -418,23 +430,31 @@ class AIsaChatModel(BaseChatModel):
         return self._built()[1]
 
     def _resolve_model_profile(self) -> ModelProfile | None:
-        info = self.model_info
-        if not info.known:
+        # One model: its catalog entry. A fallback chain or routes: what every member can do, since
+        # any of them may answer (core/capabilities.shared_capabilities).
+        plan = self._engine.plan
+        ids: list[str | None] = [target.model for target in plan.targets]
+        if plan.router is not None:
+            ids += plan.router.model_ids()
+        catalog = self.catalog or default_catalog()
+        infos = [catalog.info(model_id) if model_id else None for model_id in dict.fromkeys(ids)]
+        if not infos or any(info is None or not info.known for info in infos):
             return None
+        shared = shared_capabilities(infos)  # type: ignore[arg-type]
         profile: dict[str, Any] = {"text_inputs": True, "text_outputs": True}
-        for key, value in (
-            ("max_input_tokens", info.context_window),
-            ("max_output_tokens", info.max_output_tokens),
-            ("image_inputs", info.vision),
-            ("image_url_inputs", info.vision),
-            ("tool_calling", info.tools),
-            ("tool_choice", info.tools),
-            ("tool_call_streaming", info.tools),
-            ("structured_output", info.json_schema),
-            ("reasoning_output", info.reasoning),
+        for key, name in (
+            ("max_input_tokens", "context_window"),
+            ("max_output_tokens", "max_output_tokens"),
+            ("image_inputs", "vision"),
+            ("image_url_inputs", "vision"),
+            ("tool_calling", "tools"),
+            ("tool_choice", "tools"),
+            ("tool_call_streaming", "tools"),
+            ("structured_output", "json_schema"),
+            ("reasoning_output", "reasoning"),
         ):
-            if value is not None:
-                profile[key] = value
+            if name in shared:
+                profile[key] = shared[name]
         return ModelProfile(**profile)  # type: ignore[typeddict-item]
 
     # -- identity --------------------------------------------------------------------------
@@ -479,6 +499,14 @@ class AIsaChatModel(BaseChatModel):
         return {"api_key": API_KEY_ENV}
 
     @property
+    def lc_attributes(self) -> dict[str, Any]:
+        """Settings ``dumpd`` keeps beyond the plain fields: the gateway, and the fallback policy."""
+        attributes: dict[str, Any] = {"base_url": self._config.base_url}
+        if self.fallback_policy is not None:
+            attributes["fallback_policy"] = self.fallback_policy.to_dict()
+        return attributes
+
+    @property
     def _default_params(self) -> dict[str, Any]:
         params = {
             "model": self.model,
@@ -493,6 +521,10 @@ class AIsaChatModel(BaseChatModel):
             "logprobs": self.logprobs,
             "top_logprobs": self.top_logprobs,
             "user": self.user,
+            "reasoning_effort": self.reasoning_effort,
+            "parallel_tool_calls": self.parallel_tool_calls,
+            "logit_bias": self.logit_bias,
+            "service_tier": self.service_tier,
         }
         return {k: v for k, v in params.items() if v is not None}
 

@@ -89,8 +89,10 @@ class FallbackRunnable(AIsaChatModel):
             raise as_langchain_error(
                 InvalidRequestError("FallbackRunnable needs at least one model, e.g. ['gpt-4.1', 'claude-3-sonnet'].")
             )
+        dumped = kwargs.pop("fallback_policy", None)  # a policy as ``dumpd`` stored it
+        if policy is None and dumped is not None:
+            policy = dumped if isinstance(dumped, FallbackPolicy) else FallbackPolicy.from_dict(dumped)
         chosen = policy_from(policy, locals())
-        kwargs.pop("fallback_policy", None)
         primary = models[0]
         model = (
             primary
@@ -111,6 +113,20 @@ class FallbackRunnable(AIsaChatModel):
     @property
     def _llm_type(self) -> str:
         return "aisa-fallback"
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        return ["aisa_integrations", "langchain", "fallback"]
+
+    def to_json(self) -> Any:
+        """Dumped as its constructor takes it: ``models=[...]`` (ids or serialisable chat models)."""
+        dumped = super().to_json()
+        kwargs = dumped.get("kwargs")
+        if isinstance(kwargs, dict):
+            kwargs.pop("model", None)
+            members = kwargs.pop("fallback_models", [])
+            kwargs["models"] = [self.models[0], *members]  # chat models among them are dumped in turn
+        return dumped
 
     @property
     def policy(self) -> FallbackPolicy:

@@ -76,8 +76,10 @@ class TaskRouterRunnable(AIsaChatModel):
         policy: FallbackPolicy | None = None,
         **kwargs: Any,
     ) -> None:
+        dumped = kwargs.pop("fallback_policy", None)  # a policy as ``dumpd`` stored it
+        if policy is None and dumped is not None:
+            policy = dumped if isinstance(dumped, FallbackPolicy) else FallbackPolicy.from_dict(dumped)
         chosen = policy_from(policy, locals())
-        kwargs.pop("fallback_policy", None)
         super().__init__(
             routes=dict(routes or {}),
             classifier=classifier,
@@ -91,6 +93,10 @@ class TaskRouterRunnable(AIsaChatModel):
     @property
     def _llm_type(self) -> str:
         return "aisa-router"
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        return ["aisa_integrations", "langchain", "router"]
 
     @property
     def router(self) -> Any:
