@@ -11,6 +11,7 @@ Prints one JSON line: what it did.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -25,10 +26,23 @@ def breaker(calls: int) -> dict:
     return {"served": served}
 
 
+def _barrier(name: str, parties: int = 2) -> None:
+    """Start together: interpreters start at different speeds, and a late one would find the budget spent."""
+    import redis
+
+    client = redis.Redis.from_url(os.environ["AISA_STATE_URL"])
+    client.incr(f"barrier:{name}")
+    deadline = time.monotonic() + 60
+    while int(client.get(f"barrier:{name}") or 0) < parties and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def budget(name: str, cap: float) -> dict:
     set_process_budget(SharedBudget(name, max_cost=cap))
     model = AIsaChatModel(model="gpt-4o-mini", max_tokens=64)
-    answered = 0
+    model.invoke("warm up")  # imports and the connection, before the race (counted like any call)
+    _barrier(name)
+    answered = 1
     for _ in range(10_000):
         try:
             model.invoke("Write two sentences about budgets.")
@@ -41,6 +55,7 @@ def budget(name: str, cap: float) -> dict:
 def rate(per_minute: float, seconds: float) -> dict:
     limiter = AIsaRateLimiter(requests_per_minute=per_minute, name="rate-test")
     model = AIsaChatModel(model="gpt-4o-mini", rate_limiter=limiter)
+    _barrier("rate-test")
     deadline = time.monotonic() + seconds
     answered = 0
     while time.monotonic() < deadline:

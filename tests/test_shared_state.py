@@ -185,7 +185,10 @@ def test_two_processes_share_one_rate_limit(sim, redis_url):
     results = [_result(w) for w in workers]
     times = sorted(r.at for r in sim.chat_requests())
     window = times[-1] - times[0]
-    allowed = per_minute / 60 * window + per_minute / 60  # the rate over the window, plus one burst
+    # The rate over the window plus one burst; the window is widened by 0.2 s because a request is
+    # logged when it arrives, a little after its take from the bucket (the first of a process opens
+    # its connection in between).
+    allowed = per_minute / 60 * (window + 0.2) + per_minute / 60
     assert len(times) == sum(r["answered"] for r in results)
     assert len(times) <= allowed + 1
     assert len(times) >= 0.5 * allowed  # limited, not stalled
