@@ -66,6 +66,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "configure_state": ("aisa_integrations.core.state", None),
     "list_models": ("aisa_integrations.core.models", None),
     "compare_models": ("aisa_integrations.core.models", None),
+    "Comparison": ("aisa_integrations.core.models", None),
     "AllModelsFailedError": ("aisa_integrations.core.fallback", None),
     "FallbackPolicy": ("aisa_integrations.core.fallback", None),
     "Cheapest": ("aisa_integrations.core.routing", None),

@@ -266,7 +266,9 @@ class CostTracker:
         if self.credits_remaining is not None:
             lines.append(f"Credits remaining: {self.credits_remaining}")
         for model, entry in self.by_model.items():
-            lines.append(f"  {model}: {entry.requests} req, {entry.total_tokens} tokens, ${entry.cost:.6f}")
+            priced = entry.requests - entry.unpriced_requests - entry.estimated_requests
+            cost = f"${entry.cost:.6f}" if priced or not entry.requests else "cost not reported"
+            lines.append(f"  {model}: {entry.requests} req, {entry.total_tokens} tokens, {cost}")
         return "\n".join(lines)
 
 

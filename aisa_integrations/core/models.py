@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import html
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ from .config import ClientConfig
 from .errors import AIsaError, map_openai_error
 from .usage import Usage, parse_usage
 
-__all__ = ["ComparisonResult", "compare_models", "compare_streams", "list_models"]
+__all__ = ["Comparison", "ComparisonResult", "compare_models", "compare_streams", "list_models"]
 
 
 def list_models(
@@ -61,6 +62,33 @@ class ComparisonResult:
         return asdict(self)
 
 
+class Comparison(dict[str, ComparisonResult]):
+    """``compare_models`` results: a dict of model -> :class:`ComparisonResult`, in the given order.
+
+    A plain dict in every way (indexing, iteration, ``len``, ``items()``, ``repr``, equality); in
+    Jupyter it also renders as a table (model, latency, first token, tokens, cost, error).
+    """
+
+    def _repr_html_(self) -> str:
+        def seconds(value: float | None) -> str:
+            return f"{value:.2f} s" if value is not None else "—"
+
+        rows = []
+        for name, r in self.items():
+            error = f"{r.error_type}: {r.error}" if r.error_type else (r.error or "")
+            cells = [
+                name,
+                seconds(r.latency_s),
+                seconds(r.ttft_s),
+                str(r.total_tokens) if r.total_tokens is not None else "—",
+                f"${r.cost:.6f}" if r.cost is not None else ("not reported" if r.ok else "—"),
+                error,
+            ]
+            rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        head = "".join(f"<th>{h}</th>" for h in ("model", "latency", "first token", "tokens", "cost", "error"))
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
 #: A stream of (text delta, usage or None) for one model; what compare_streams measures.
 DeltaStream = Callable[[], Iterator[tuple[str, Usage | None]]]
 
@@ -99,9 +127,9 @@ def compare_streams(
     streams: Sequence[tuple[str, DeltaStream]],
     *,
     on_done: Callable[[ComparisonResult], None] | None = None,
-) -> dict[str, ComparisonResult]:
+) -> Comparison:
     """Run every stream concurrently and measure each; results keep the given order."""
-    results: dict[str, ComparisonResult] = {}
+    results = Comparison()
     with ThreadPoolExecutor(max_workers=max(1, len(streams)), thread_name_prefix="aisa-compare") as pool:
         # Each thread runs in a copy of the caller's context, so cost tracking blocks count these calls.
         futures = {
@@ -123,7 +151,7 @@ def compare_models(
     config: ClientConfig | None = None,
     on_done: Callable[[ComparisonResult], None] | None = None,
     **params: Any,
-) -> dict[str, ComparisonResult]:
+) -> Comparison:
     """The same prompt on several models at once; per model the reply, latency, time to first token,
     tokens and cost, or the error. Runs concurrently, so the wall time is about the slowest model's.
 

@@ -13,7 +13,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.outputs import ChatGeneration, LLMResult
 
 from ..core.costs import CostTracker, tracking
-from ..core.models import ComparisonResult, DeltaStream, compare_streams
+from ..core.models import Comparison, DeltaStream, compare_streams
 from ..core.usage import Usage
 
 __all__ = ["AIsaCallbackHandler", "compare_chat_models", "get_aisa_callback"]
@@ -113,7 +113,7 @@ def get_aisa_callback(
         yield handler
 
 
-def compare_chat_models(models: Sequence[BaseChatModel], input: Any, **kwargs: Any) -> dict[str, ComparisonResult]:
+def compare_chat_models(models: Sequence[BaseChatModel], input: Any, **kwargs: Any) -> Comparison:
     """The same input on several LangChain chat models at once (latency, first token, tokens, cost)."""
     from ._errors import as_langchain_error
 
