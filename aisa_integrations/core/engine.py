@@ -11,7 +11,9 @@ in this order and in this one place:
    skipped with the reason; if none is left, :class:`InvalidRequestError` is raised before anything
    is sent;
 5. the candidates are tried under the fallback policy (retries, fail-over, breakers, per-attempt
-   timeouts), each attempt given a request scoped to its model family;
+   timeouts), each attempt given a request scoped to its model family and sent in its target's wire
+   format (``ModelTarget.api``: chat completions, or Gemini's native ``generateContent``, translated
+   at the wire by :mod:`~aisa_integrations.core.gemini_native`);
 6. every billed answer is reported to the cost trackers; the report lists every attempt.
 
 A plan with one model and no policy is a plain call: the openai SDK's retries are the only retry
@@ -80,6 +82,9 @@ __all__ = [
 ]
 
 MidStream = Literal["raise", "continue"]
+#: Which wire format a model is sent: chat completions, or Gemini's own ``generateContent``.
+Api = Literal["chat", "gemini-native"]
+APIS: tuple[str, ...] = ("chat", "gemini-native")
 
 
 # -- targets and plans ------------------------------------------------------------------------
@@ -88,11 +93,21 @@ MidStream = Literal["raise", "continue"]
 @dataclass(frozen=True)
 class ModelTarget:
     """A model behind the gateway, optionally with settings of its own (a configured chat model
-    used as a fallback member or a route): its ``params`` apply unless the call sets them."""
+    used as a fallback member or a route): its ``params`` apply unless the call sets them.
+
+    ``api`` is the wire format it is sent: ``"chat"`` (``/chat/completions``) or ``"gemini-native"``
+    (``/models/{model}:generateContent``, Gemini models only). The request stays OpenAI-format until
+    the wire, so members of either format fall back to each other freely.
+    """
 
     model: str
     params: Mapping[str, Any] = field(default_factory=dict)
     config: ClientConfig | None = None
+    api: Api = "chat"
+
+    def __post_init__(self) -> None:
+        if self.api not in APIS:
+            raise E.ConfigurationError(f"api must be 'chat' or 'gemini-native', got {self.api!r}.")
 
     @property
     def name(self) -> str:
@@ -191,14 +206,19 @@ def make_plan(
     catalog: ModelCatalog | None = None,
     params: Mapping[str, Any] | None = None,
     target_of: Callable[[Any], Target] | None = None,
+    api: Api = "chat",
 ) -> Plan:
     """The plan for a model configured with these settings (the same for every adapter).
 
     ``fallback_models`` and route values may be model ids, :class:`ModelTarget` /
     :class:`ForeignTarget`, or anything ``target_of`` (the adapter's) turns into one. Any of
     fallback models, routes, a policy or a timeout puts the call under the fallback policy.
+    ``api`` is the primary model's wire format (fallback members and routes that are
+    :class:`ModelTarget` carry their own; a model id given as a string is sent as chat).
     """
     catalog = catalog or default_catalog()
+    if api not in APIS:
+        raise E.ConfigurationError(f"api must be 'chat' or 'gemini-native', got {api!r}.")
     if mid_stream not in ("raise", "continue"):
         raise E.ConfigurationError(f"mid_stream must be 'raise' or 'continue', got {mid_stream!r}.")
     managed = bool(fallback_models) or routes is not None or classifier is not None or policy is not None
@@ -212,13 +232,19 @@ def make_plan(
         policy = dataclasses.replace(policy or FallbackPolicy(), **overrides)
     for key, value in (params or {}).items():
         wire.normalize_request({"model": "m", "messages": [{"role": "user", "content": "x"}], key: value})
-    targets = tuple(_as_target(t, target_of) for t in [model, *fallback_models])
+    primary = _with_api(_as_target(model, target_of), api)
+    targets = (primary, *(_as_target(t, target_of) for t in fallback_models))
+    for target in targets:
+        _check_api(target, catalog)
     router = None
     if routes is not None or classifier is not None:
         from .routing import TaskRouter
 
         resolved = {key: _route_spec(spec, target_of) for key, spec in (routes or {}).items()}
-        resolved.setdefault("default", model)
+        for spec in resolved.values():
+            for target in spec if isinstance(spec, list) else [spec]:
+                _check_api(target, catalog)
+        resolved.setdefault("default", model if api == "chat" else primary)
         router = TaskRouter(resolved, classifier=classifier, catalog=catalog, model_of=_model_of, sticky=sticky_routing)
     return Plan(
         config=config,
@@ -234,6 +260,27 @@ def make_plan(
     )
 
 
+def _with_api(target: Target, api: str) -> Target:
+    if api == "chat":
+        return target
+    if not isinstance(target, ModelTarget):
+        raise E.ConfigurationError(
+            f"api={api!r} applies to a model behind the gateway; {target.name!r} is another library's model."
+        )
+    return dataclasses.replace(target, api=api)
+
+
+def _check_api(target: Any, catalog: ModelCatalog) -> None:
+    """Gemini's native format is for Gemini models only: anything else is a configuration error."""
+    if isinstance(target, ModelTarget) and target.api == "gemini-native":
+        family = catalog.info(target.model).family
+        if family != "gemini":
+            raise E.ConfigurationError(
+                f"api='gemini-native' sends Gemini's own generateContent format, but {target.model!r} is a "
+                f"{family} model. Use api='chat' for it (or a Gemini model such as 'gemini-2.0-flash')."
+            )
+
+
 #: The settings both adapters expose under the same names (as fields of the model), and that make its plan.
 PLAN_SETTINGS = (
     "fallback_models",
@@ -245,12 +292,18 @@ PLAN_SETTINGS = (
     "check_capabilities",
     "sticky_routing",
     "budget",
+    "api",
 )
+#: Settings a model may not have yet (an adapter from before they existed): their defaults.
+_SETTING_DEFAULTS: dict[str, Any] = {"api": "chat"}
 
 
 def plan_settings(model: Any) -> dict[str, Any]:
     """A configured model's plan settings, read from its fields (``fallback_policy`` is the policy)."""
-    settings = {name: getattr(model, name) for name in PLAN_SETTINGS}
+    settings = {
+        name: getattr(model, name, _SETTING_DEFAULTS[name]) if name in _SETTING_DEFAULTS else getattr(model, name)
+        for name in PLAN_SETTINGS
+    }
     settings["policy"] = model.fallback_policy
     return settings
 
@@ -644,7 +697,7 @@ class Engine:
         plan = self.plan
         normalized = wire.normalize_request({"model": plan.targets[0].name, **request})
         # A call that names its own model (``invoke(..., model="gpt-4o-mini")``) is served by that model.
-        override = ModelTarget(normalized["model"]) if "model" in explicit else None
+        override = self._override(normalized["model"]) if "model" in explicit else None
         if legacy_functions:
             wire.to_legacy_functions(normalized)
         needs = requirements_of(normalized)
@@ -693,6 +746,14 @@ class Engine:
             include_usage=include_usage,
             foreign_input=foreign_input,
         )
+
+    def _override(self, model: str) -> ModelTarget:
+        """The target of a call that names its own model: the primary's wire format if it can take it."""
+        primary = self.plan.targets[0]
+        api = primary.api if isinstance(primary, ModelTarget) else "chat"
+        if api != "chat" and self.plan.catalog.info(model).family != "gemini":
+            api = "chat"
+        return ModelTarget(model, api=api)
 
     def violations(self, target: Target, needs: Requirements, explicit: Sequence[str] = ()) -> list[str]:
         """Why ``target`` cannot serve a request with these needs ([] if it can, or is unknown)."""
@@ -792,10 +853,49 @@ class Engine:
         timeouts = StreamTimeouts(policy.first_token_timeout, policy.stall_timeout)
         return timeouts if timeouts.active else None
 
-    # -- non-streamed calls -----------------------------------------------------------------
-    def _complete_once(self, attempt: _Attempt, call: Call) -> tuple[dict[str, Any] | None, Any]:
+    # -- the wire: one place that picks the transport function for a target's format -----------
+    @staticmethod
+    def _post(target: ModelTarget, config: ClientConfig, request: Mapping[str, Any]) -> dict[str, Any]:
         from . import transport
 
+        if target.api == "gemini-native":
+            return transport.post_generate_content(config, request)
+        return transport.post_chat(config, request)
+
+    @staticmethod
+    async def _apost(target: ModelTarget, config: ClientConfig, request: Mapping[str, Any]) -> dict[str, Any]:
+        from . import transport
+
+        if target.api == "gemini-native":
+            return await transport.apost_generate_content(config, request)
+        return await transport.apost_chat(config, request)
+
+    @staticmethod
+    def _open_wire(
+        target: ModelTarget,
+        config: ClientConfig,
+        request: Mapping[str, Any],
+        timeouts: StreamTimeouts | None,
+        clock: Callable[[], float],
+    ) -> Any:
+        from . import transport
+
+        opener = transport.open_generate_content_stream if target.api == "gemini-native" else transport.open_chat_stream
+        # Usage is always asked for: an answer that cannot be counted cannot be tracked or budgeted.
+        return opener(config, request, include_usage=True, timeouts=timeouts, clock=clock)
+
+    @staticmethod
+    async def _aopen_wire(
+        target: ModelTarget, config: ClientConfig, request: Mapping[str, Any], timeouts: StreamTimeouts | None
+    ) -> Any:
+        from . import transport
+
+        if target.api == "gemini-native":
+            return await transport.aopen_generate_content_stream(config, request, include_usage=True, timeouts=timeouts)
+        return await transport.aopen_chat_stream(config, request, include_usage=True, timeouts=timeouts)
+
+    # -- non-streamed calls -----------------------------------------------------------------
+    def _complete_once(self, attempt: _Attempt, call: Call) -> tuple[dict[str, Any] | None, Any]:
         target = attempt.target
         if isinstance(target, ForeignTarget):
             return None, target.call(call.foreign_input, None)
@@ -804,13 +904,11 @@ class Engine:
         assert attempt.request is not None
         self.admit(attempt)
         if timeouts is None:
-            completion = transport.post_chat(config, attempt.request)
+            completion = self._post(target, config, attempt.request)
         else:
             # Streamed under the hood: that is how a silent model is caught at first_token_timeout.
             accumulator = ChunkAccumulator()
-            stream = transport.open_chat_stream(
-                config, attempt.request, include_usage=True, timeouts=timeouts, clock=self.clock
-            )
+            stream = self._open_wire(target, config, attempt.request, timeouts, self.clock)
             try:
                 for chunk in stream:
                     accumulator.add(chunk)
@@ -834,8 +932,6 @@ class Engine:
 
     def complete(self, call: Call) -> Outcome:
         """Send a prepared call; the first answer that arrives whole (retrying and failing over)."""
-        from . import transport
-
         plain = self._plain_target(call)
         if plain is not None:
             request = self.attempt_request(call, plain, None)
@@ -843,7 +939,7 @@ class Engine:
             attempt = _Attempt(plain, 0, None, 0.0, 0, 0.0, request)
             self.admit(attempt)
             with _credits_watch(plain, self.plan.config):
-                completion = transport.post_chat(self._config(plain), request)  # type: ignore[arg-type]
+                completion = self._post(plain, self._config(plain), request)  # type: ignore[arg-type]
             self.settle(attempt, _record(completion, plain.model, self._config(plain), self.plan.budget))
             return Outcome(completion, None, plain, None, call.route)
         loop = _Loop(self, call)
@@ -867,8 +963,6 @@ class Engine:
             return Outcome(completion, foreign, attempt.target, loop.report if self.plan.managed else None, call.route)
 
     async def _acomplete_once(self, attempt: _Attempt, call: Call) -> tuple[dict[str, Any] | None, Any]:
-        from . import transport
-
         target = attempt.target
         if isinstance(target, ForeignTarget):
             return None, await target.acall(call.foreign_input, None)
@@ -877,10 +971,10 @@ class Engine:
         assert attempt.request is not None
         await self.aadmit(attempt)
         if timeouts is None:
-            completion = await transport.apost_chat(config, attempt.request)
+            completion = await self._apost(target, config, attempt.request)
         else:
             accumulator = ChunkAccumulator()
-            stream = await transport.aopen_chat_stream(config, attempt.request, include_usage=True, timeouts=timeouts)
+            stream = await self._aopen_wire(target, config, attempt.request, timeouts)
             try:
                 async for chunk in stream:
                     accumulator.add(chunk)
@@ -893,8 +987,6 @@ class Engine:
 
     async def acomplete(self, call: Call) -> Outcome:
         """Async :meth:`complete`."""
-        from . import transport
-
         plain = self._plain_target(call)
         if plain is not None:
             request = self.attempt_request(call, plain, None)
@@ -902,7 +994,7 @@ class Engine:
             attempt = _Attempt(plain, 0, None, 0.0, 0, 0.0, request)
             await self.aadmit(attempt)
             with _credits_watch(plain, self.plan.config):
-                completion = await transport.apost_chat(self._config(plain), request)  # type: ignore[arg-type]
+                completion = await self._apost(plain, self._config(plain), request)  # type: ignore[arg-type]
             self.settle(attempt, _record(completion, plain.model, self._config(plain), self.plan.budget))
             return Outcome(completion, None, plain, None, call.route)
         loop = _Loop(self, call)
@@ -937,29 +1029,20 @@ class Engine:
         return AsyncEngineStream(self, call)
 
     def _open(self, attempt: _Attempt, call: Call, prefill: str | None) -> Iterator[Any]:
-        from . import transport
-
         target = attempt.target
         if isinstance(target, ForeignTarget):
             return iter(target.stream(call.foreign_input, prefill))
         assert attempt.request is not None
         self.admit(attempt)
-        # Usage is always asked for: an answer that cannot be counted cannot be tracked or budgeted.
-        return transport.open_chat_stream(
-            self._config(target), attempt.request, include_usage=True, timeouts=self._timeouts(), clock=self.clock
-        )
+        return self._open_wire(target, self._config(target), attempt.request, self._timeouts(), self.clock)
 
     async def _aopen(self, attempt: _Attempt, call: Call, prefill: str | None) -> AsyncIterator[Any]:
-        from . import transport
-
         target = attempt.target
         if isinstance(target, ForeignTarget):
             return _aforeign(target.astream(call.foreign_input, prefill), self._timeouts(), target)
         assert attempt.request is not None
         await self.aadmit(attempt)
-        return await transport.aopen_chat_stream(
-            self._config(target), attempt.request, include_usage=True, timeouts=self._timeouts()
-        )
+        return await self._aopen_wire(target, self._config(target), attempt.request, self._timeouts())
 
 
 async def _aforeign(

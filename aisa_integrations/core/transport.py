@@ -12,6 +12,14 @@ bytes, redacted); errors delivered in a 200 body or as an SSE ``error`` event be
 error; a stream that ends without a ``finish_reason`` is a :class:`StreamInterruptedError`, never a
 truncated answer passed off as complete; the request id comes from the headers. Streams are read to
 the end of the body after ``[DONE]`` so their connection goes back to the pool.
+
+Gemini's native format (a target with ``api="gemini-native"``) goes through the same client, the same
+checks and the same error mapping: :func:`post_generate_content` / :func:`open_generate_content_stream`
+(and their async twins) send ``POST /models/{model}:generateContent`` (``:streamGenerateContent?alt=sse``
+for a stream) and answer with the same completion dicts and chunk streams as the chat functions; the
+translation both ways is :mod:`~aisa_integrations.core.gemini_native`. A gateway that does not offer
+the streaming method (404/405) is answered by one ``generateContent`` delivered as chunks, and that
+is remembered per base URL for the rest of the process.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
@@ -27,6 +36,7 @@ import httpx2
 import openai
 
 from . import errors as E
+from . import gemini_native
 from .client import get_async_client, get_client
 from .config import ClientConfig
 from .stream import chunk_has_content
@@ -36,9 +46,16 @@ __all__ = [
     "AsyncChatStream",
     "ChatStream",
     "aopen_chat_stream",
+    "aopen_generate_content_stream",
     "apost_chat",
+    "apost_generate_content",
+    "decode_generate_content",
+    "forget_native_streaming",
+    "native_streaming_offered",
     "open_chat_stream",
+    "open_generate_content_stream",
     "post_chat",
+    "post_generate_content",
 ]
 
 _PATH = "/chat/completions"
@@ -50,11 +67,15 @@ _WIRE_ERRORS = (openai.OpenAIError, httpx2.HTTPError)
 
 
 def _body(request: Mapping[str, Any], *, stream: bool, include_usage: bool) -> bytes:
-    """The request as JSON bytes (serialised here, once: the SDK sends bytes as they are)."""
-    body = {k: v for k, v in request.items() if k != "extra_body"}
+    """The request as JSON bytes (serialised here, once: the SDK sends bytes as they are).
+
+    Gemini-native options (``extra_body={"gemini": ...}``) are for a native-format target only: a
+    chat-completions target (a fallback member, say) is sent the request without them.
+    """
+    body = {k: v for k, v in request.items() if k not in ("extra_body", "gemini")}
     extra = request.get("extra_body")
     if extra:
-        body.update(extra)
+        body.update({k: v for k, v in extra.items() if k != "gemini"})
     if stream:
         body["stream"] = True
         if include_usage:
@@ -62,6 +83,10 @@ def _body(request: Mapping[str, Any], *, stream: bool, include_usage: bool) -> b
     else:
         body.pop("stream", None)
         body.pop("stream_options", None)
+    return _encode(body)
+
+
+def _encode(body: Any) -> bytes:
     try:
         return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
     except (TypeError, ValueError, UnicodeEncodeError) as exc:
@@ -73,8 +98,12 @@ def _body(request: Mapping[str, Any], *, stream: bool, include_usage: bool) -> b
         ) from None
 
 
-def _options(config: ClientConfig, max_retries: int | None, timeout: float | None) -> dict[str, Any]:
+def _options(
+    config: ClientConfig, max_retries: int | None, timeout: float | None, params: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     options: dict[str, Any] = {"security": _BEARER}
+    if params:
+        options["params"] = dict(params)
     if max_retries is not None:
         options["max_retries"] = max_retries
     if timeout is not None:
@@ -397,20 +426,8 @@ class _StreamState:
         return now + timeouts.stall if timeouts.stall is not None else None
 
 
-def _json_body_as_chunks(completion: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A gateway that answered a stream request with one JSON completion: the same answer as chunks."""
-    head = {k: completion.get(k) for k in ("id", "created", "model", "system_fingerprint")}
-    choices = []
-    for choice in completion["choices"]:
-        message = choice.get("message") or {}
-        delta = {k: v for k, v in message.items() if v is not None}
-        if delta.get("tool_calls"):
-            delta["tool_calls"] = [{**call, "index": i} for i, call in enumerate(delta["tool_calls"])]
-        choices.append({"index": choice.get("index", 0), "delta": delta, "finish_reason": choice.get("finish_reason")})
-    chunks = [{**head, "object": "chat.completion.chunk", "choices": choices}]
-    if completion.get("usage") is not None:
-        chunks.append({**head, "object": "chat.completion.chunk", "choices": [], "usage": completion["usage"]})
-    return chunks
+#: A gateway that answered a stream request with one JSON completion: the same answer as chunks.
+_json_body_as_chunks = gemini_native.completion_as_chunks
 
 
 def _is_event_stream(response: httpx2.Response) -> bool:
@@ -430,9 +447,10 @@ class ChatStream:
         timeouts: StreamTimeouts | None,
         clock: Any = time.monotonic,
         started: float | None = None,
+        state: _StreamState | None = None,
     ) -> None:
         self._response = response
-        self._state = _StreamState(config, model, response)
+        self._state = state if state is not None else _StreamState(config, model, response)
         self._timeouts = timeouts if timeouts is not None and timeouts.active else None
         self._clock = clock
         self._started = clock() if started is None else started
@@ -576,9 +594,10 @@ class AsyncChatStream:
         model: str | None,
         timeouts: StreamTimeouts | None,
         started: float | None = None,
+        state: _StreamState | None = None,
     ) -> None:
         self._response = response
-        self._state = _StreamState(config, model, response)
+        self._state = state if state is not None else _StreamState(config, model, response)
         self._timeouts = timeouts if timeouts is not None and timeouts.active else None
         self._started = time.monotonic() if started is None else started
         self._iterator = self._iterate()
@@ -684,3 +703,339 @@ async def aopen_chat_stream(
     if first_token is not None:
         response.request.extensions.get("timeout", {})["read"] = config.timeout
     return AsyncChatStream(response, config=config, model=model, timeouts=timeouts, started=started)
+
+
+# -- Gemini's native format -------------------------------------------------------------------
+# The same client and checks as the chat functions; only the body, the path and the answer's shape
+# differ (translated by gemini_native, pure). Sync and async below differ in their I/O only.
+
+_SSE = {"alt": "sse"}
+_NOT_OFFERED = (404, 405)  # a gateway without the streaming method
+_no_native_stream: set[str] = set()
+_no_native_stream_lock = threading.Lock()
+
+
+def native_streaming_offered(base_url: str) -> bool:
+    """Whether ``:streamGenerateContent`` is still tried at ``base_url`` (False once it answered 404/405
+    and ``:generateContent`` then served the same request: later streams go straight to the fallback)."""
+    return base_url not in _no_native_stream
+
+
+def forget_native_streaming(base_url: str | None = None) -> None:
+    """Try ``:streamGenerateContent`` again at ``base_url`` (every base URL if None)."""
+    with _no_native_stream_lock:
+        if base_url is None:
+            _no_native_stream.clear()
+        else:
+            _no_native_stream.discard(base_url)
+
+
+def _remember_no_native_stream(base_url: str) -> None:
+    with _no_native_stream_lock:
+        _no_native_stream.add(base_url)
+
+
+def _native_body(request: Mapping[str, Any]) -> bytes:
+    """The generateContent body as JSON bytes; what cannot be translated raises before anything is sent."""
+    return _encode(gemini_native.to_generate_content(request))
+
+
+def _native_path(request: Mapping[str, Any], *, stream: bool) -> str:
+    model = request.get("model")
+    if not isinstance(model, str) or not model:
+        raise E.InvalidRequestError(f"model must be a model id such as 'gemini-2.0-flash', got {model!r}.")
+    return gemini_native.generate_content_path(model, stream=stream)
+
+
+def _native_failed(
+    exc: BaseException, config: ClientConfig, model: str | None, first_token: float | None
+) -> BaseException:
+    """The SDK's exception as a typed error: the usual mapping, with Google's error body read for the code."""
+    err = _request_failed(exc, config, model, first_token)
+    if isinstance(exc, openai.APIStatusError) and isinstance(err, E.AIsaStatusError):
+        refined = gemini_native.native_error(
+            exc.status_code,
+            exc.body,
+            model=model,
+            secrets=_secrets(config),
+            request_id=err.request_id,
+            headers=exc.response.headers if exc.response is not None else None,
+        )
+        refined.request, refined.response = err.request, err.response
+        return refined
+    return err
+
+
+def decode_generate_content(
+    raw: bytes, *, status: int, headers: Mapping[str, str], config: ClientConfig, model: str | None
+) -> dict[str, Any]:
+    """A generateContent answer's body as a completion dict (``_request_id`` added); anything else as
+    a typed error (an error body by its status or code, a blocked prompt, another shape)."""
+    request_id = headers.get("x-request-id")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        kind = "an event stream" if "text/event-stream" in headers.get("content-type", "") else "not JSON"
+        raise _malformed(
+            f"The gateway answered HTTP {status} with a body that is {kind}: {_preview(raw, config)!r}", model=model
+        ) from None
+    if isinstance(data, Mapping) and data.get("error") and not data.get("candidates"):
+        raise gemini_native.native_error(
+            status, data, model=model, secrets=_secrets(config), request_id=request_id, headers=headers
+        )
+    if not isinstance(data, Mapping) or not ("candidates" in data or "promptFeedback" in data):
+        raise _malformed(
+            f"The gateway answered HTTP {status} with JSON that is not a generateContent response: "
+            f"{_preview(raw, config)!r}",
+            model=model,
+        )
+    try:
+        completion = gemini_native.completion_from_generate_content(data, model or "")
+    except E.AIsaError as exc:
+        exc.request_id = request_id
+        raise
+    completion["_request_id"] = request_id
+    return completion
+
+
+class _NativeStreamState(_StreamState):
+    """A ``:streamGenerateContent?alt=sse`` stream (or its one-JSON-body fallback), read into chunk dicts."""
+
+    __slots__ = ("native",)
+
+    def __init__(self, config: ClientConfig, model: str | None, response: httpx2.Response, include_usage: bool) -> None:
+        super().__init__(config, model, response)
+        self.native = gemini_native.NativeStreamState(model or "", include_usage=include_usage)
+
+    def _track(self, chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for chunk in chunks:
+            for choice in chunk.get("choices") or ():
+                text = choice["delta"].get("content")
+                if text:
+                    self.partial.append(text)
+                if choice.get("finish_reason") is not None:
+                    self.finished = True
+            if not self.content_seen and chunk_has_content(chunk):
+                self.content_seen = True
+        return chunks
+
+    def _event(self, event: bytes | None, data: bytes) -> list[dict[str, Any]]:
+        if data == _DONE:  # not Gemini's, but a proxy may add it: the end
+            self.done = True
+            return gemini_native.end_of_stream(self.native)
+        try:
+            decoded = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise _malformed(
+                f"The gateway sent a stream event that is not valid JSON: {_preview(data, self.config)!r}",
+                model=self.model,
+                partial_text=self.partial_text,
+            ) from None
+        if event == b"error" or (
+            isinstance(decoded, Mapping) and decoded.get("error") and not decoded.get("candidates")
+        ):
+            raise gemini_native.native_error(
+                self.status,
+                decoded,
+                model=self.model,
+                secrets=_secrets(self.config),
+                request_id=self.request_id,
+                in_stream=True,
+                partial_text=self.partial_text,
+            )
+        try:
+            chunks = gemini_native.chunks_from_stream_event(decoded, self.model or "", self.native)
+        except E.AIsaAPIError as exc:
+            exc.request_id = self.request_id
+            if isinstance(exc, E.StreamError):
+                exc.partial_text = self.partial_text
+            raise
+        return self._track(chunks)
+
+    def feed(self, raw: bytes) -> list[dict[str, Any]]:
+        chunks: list[dict[str, Any]] = []
+        for event, data in self.parser.feed(raw):
+            chunks += self._event(event, data)
+            if self.done:
+                break
+        return chunks
+
+    def finish(self) -> list[dict[str, Any]]:
+        chunks: list[dict[str, Any]] = []
+        for event, data in self.parser.finish():
+            chunks += self._event(event, data)
+        return chunks + gemini_native.end_of_stream(self.native)
+
+    def json_body(self, raw: bytes, headers: Mapping[str, str]) -> list[dict[str, Any]]:
+        """One JSON body: a generateContent answer (the fallback), or the JSON array of stream events
+        ``:streamGenerateContent`` sends when the gateway leaves ``alt=sse`` out."""
+        if raw.lstrip()[:1] == b"[":
+            try:
+                events = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                events = None
+            if isinstance(events, list):
+                chunks: list[dict[str, Any]] = []
+                for event in events:
+                    chunks += self._event(None, json.dumps(event).encode())
+                return chunks + gemini_native.end_of_stream(self.native)
+        completion = decode_generate_content(
+            raw, status=self.status, headers=headers, config=self.config, model=self.model
+        )
+        self.finished = True
+        chunks = gemini_native.completion_as_chunks(completion)
+        if not self.native.include_usage:
+            chunks = [c for c in chunks if c.get("usage") is None]
+        return self._track(chunks)
+
+
+def post_generate_content(
+    config: ClientConfig,
+    request: Mapping[str, Any],
+    *,
+    max_retries: int | None = None,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """POST /models/{model}:generateContent for an OpenAI-format request; the answer as a completion dict."""
+    model = request.get("model")
+    path, content = _native_path(request, stream=False), _native_body(request)
+    try:
+        response = get_client(config).post(
+            path, content=content, cast_to=httpx2.Response, options=_options(config, max_retries, timeout)
+        )
+    except _WIRE_ERRORS as exc:
+        raise _native_failed(exc, config, model, None) from exc
+    return decode_generate_content(
+        response.content, status=response.status_code, headers=response.headers, config=config, model=model
+    )
+
+
+async def apost_generate_content(
+    config: ClientConfig,
+    request: Mapping[str, Any],
+    *,
+    max_retries: int | None = None,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Async :func:`post_generate_content`."""
+    model = request.get("model")
+    path, content = _native_path(request, stream=False), _native_body(request)
+    try:
+        response = await get_async_client(config).post(
+            path, content=content, cast_to=httpx2.Response, options=_options(config, max_retries, timeout)
+        )
+    except _WIRE_ERRORS as exc:
+        raise _native_failed(exc, config, model, None) from exc
+    return decode_generate_content(
+        response.content, status=response.status_code, headers=response.headers, config=config, model=model
+    )
+
+
+def _stream_not_offered(err: BaseException) -> bool:
+    return isinstance(err, E.AIsaStatusError) and err.status_code in _NOT_OFFERED
+
+
+def open_generate_content_stream(
+    config: ClientConfig,
+    request: Mapping[str, Any],
+    *,
+    include_usage: bool = True,
+    max_retries: int | None = None,
+    timeouts: StreamTimeouts | None = None,
+    clock: Any = time.monotonic,
+) -> ChatStream:
+    """Stream an OpenAI-format request through ``:streamGenerateContent?alt=sse``: chunk dicts, like
+    :func:`open_chat_stream`. Where the gateway does not offer that method (404/405), the answer of
+    ``:generateContent`` is delivered as chunks instead (and later streams to that base URL go there directly).
+    """
+    model = request.get("model")
+    started = clock()
+    first_token = _first_token_limit(config, timeouts)
+    content = _native_body(request)
+    client = get_client(config)
+    response = None
+    tried = native_streaming_offered(config.base_url)
+    if tried:
+        try:
+            response = client.post(
+                _native_path(request, stream=True),
+                content=content,
+                cast_to=httpx2.Response,
+                options=_options(config, max_retries, first_token, _SSE),
+                stream=True,
+                stream_cls=None,
+            )
+        except _WIRE_ERRORS as exc:
+            err = _native_failed(exc, config, model, first_token)
+            if not _stream_not_offered(err):
+                raise err from exc
+    if response is None:
+        try:
+            response = client.post(
+                _native_path(request, stream=False),
+                content=content,
+                cast_to=httpx2.Response,
+                options=_options(config, max_retries, first_token),
+                stream=True,
+                stream_cls=None,
+            )
+        except _WIRE_ERRORS as exc:
+            raise _native_failed(exc, config, model, first_token) from exc
+        if tried:
+            _remember_no_native_stream(config.base_url)
+    if first_token is not None:
+        response.request.extensions.get("timeout", {})["read"] = config.timeout
+    state = _NativeStreamState(config, model, response, include_usage)
+    return ChatStream(
+        response, config=config, model=model, timeouts=timeouts, clock=clock, started=started, state=state
+    )
+
+
+async def aopen_generate_content_stream(
+    config: ClientConfig,
+    request: Mapping[str, Any],
+    *,
+    include_usage: bool = True,
+    max_retries: int | None = None,
+    timeouts: StreamTimeouts | None = None,
+) -> AsyncChatStream:
+    """Async :func:`open_generate_content_stream`."""
+    model = request.get("model")
+    started = time.monotonic()
+    first_token = _first_token_limit(config, timeouts)
+    content = _native_body(request)
+    client = get_async_client(config)
+    response = None
+    tried = native_streaming_offered(config.base_url)
+    if tried:
+        try:
+            response = await client.post(
+                _native_path(request, stream=True),
+                content=content,
+                cast_to=httpx2.Response,
+                options=_options(config, max_retries, first_token, _SSE),
+                stream=True,
+                stream_cls=None,
+            )
+        except _WIRE_ERRORS as exc:
+            err = _native_failed(exc, config, model, first_token)
+            if not _stream_not_offered(err):
+                raise err from exc
+    if response is None:
+        try:
+            response = await client.post(
+                _native_path(request, stream=False),
+                content=content,
+                cast_to=httpx2.Response,
+                options=_options(config, max_retries, first_token),
+                stream=True,
+                stream_cls=None,
+            )
+        except _WIRE_ERRORS as exc:
+            raise _native_failed(exc, config, model, first_token) from exc
+        if tried:
+            _remember_no_native_stream(config.base_url)
+    if first_token is not None:
+        response.request.extensions.get("timeout", {})["read"] = config.timeout
+    state = _NativeStreamState(config, model, response, include_usage)
+    return AsyncChatStream(response, config=config, model=model, timeouts=timeouts, started=started, state=state)

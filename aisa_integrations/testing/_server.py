@@ -7,12 +7,15 @@
 - The control API (``/_simulator/...``) and the request log need the key too, refuse cross-origin
   requests (any ``Origin`` header) and bodies that are not ``application/json``, and validate fault
   specs before taking them.
+- Gemini models are served in Google's native format too (``/v1/models/{model}:generateContent`` and
+  ``:streamGenerateContent?alt=sse``); every error on those paths is in Google's error body.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import struct
 import threading
@@ -21,9 +24,10 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from ._replies import ScriptedReply, ScriptedToolCall, compose_reply, count_prompt_tokens
-from ._validation import validate_chat
+from ._validation import GOOGLE_STATUS, validate_chat, validate_generate_content
 
 if TYPE_CHECKING:
     from .simulator import AIsaSimulator, Fault, LoggedRequest
@@ -35,6 +39,7 @@ MAX_CONNECTIONS = 256
 IDLE_TIMEOUT = 30.0
 _CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 _MODELS_PATHS = ("/v1/models", "/models")
+_NATIVE_PATH = re.compile(r"^(?:/v1)?/models/(?P<model>[^/]+):(?P<method>generateContent|streamGenerateContent)$")
 
 DEFAULT_CODES = {
     400: "invalid_request",
@@ -66,6 +71,12 @@ def error_body(code: str, message: str) -> bytes:
     return json.dumps({"error": {"code": code, "message": message}}).encode()
 
 
+def google_error_body(status: int, message: str, google_status: str | None = None) -> bytes:
+    """Google's error body: the HTTP status as ``code``, the RPC status name as ``status``."""
+    name = google_status or GOOGLE_STATUS.get(status, "UNKNOWN")
+    return json.dumps({"error": {"code": status, "message": message, "status": name}}).encode()
+
+
 class _Refused(Exception):
     """The request was answered with an error already."""
 
@@ -74,6 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT  # an idle or trickling connection is closed after this long
     server: SimulatorServer
+    _native_format = False  # this request is on a Gemini-native path: errors in Google's format
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
@@ -98,8 +110,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def send_error_body(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
-        self._send(status, error_body(code, message), headers)
+    def _error_payload(self, status: int, code: str | None, message: str, *, keep_code: bool = False) -> bytes:
+        if self._native_format:
+            # Google names the error by its RPC status; a code given on purpose (a fault's) is kept there.
+            google = code if keep_code or (code and code.isupper()) else None
+            return google_error_body(status, message, google)
+        return error_body(code or DEFAULT_CODES.get(status, "server_error"), message)
+
+    def send_error_body(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        keep_code: bool = False,
+    ) -> None:
+        self._send(status, self._error_payload(status, code, message, keep_code=keep_code), headers)
 
     def _refuse(self, status: int, code: str, message: str) -> _Refused:
         # The body may be unread: the connection cannot carry another request.
@@ -188,14 +215,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, method: str) -> None:
         sim = self.server.sim
         path = self.path.split("?", 1)[0].rstrip("/")
+        native = _NATIVE_PATH.match(path) if method == "POST" else None
+        self._native_format = native is not None
         if path.startswith("/_simulator/"):
             self._control(method, path)
             return
         known = (method == "POST" and path in _CHAT_PATHS) or (method == "GET" and path in _MODELS_PATHS)
+        known = known or native is not None
         if not self._authorised():
             # Checked before the body is read or logged: nothing of an unauthorised request is kept.
-            entry = sim._log(method, path, dict(self.headers), None, None)
+            entry = sim._log(method, path, dict(self.headers), None, unquote(native["model"]) if native else None)
             entry.status = 401
+            if native is not None:
+                entry.api = "gemini-native"
             raise self._refuse(401, "invalid_api_key", "Invalid or missing API key.")
         if not known:
             raise self._refuse(404, "not_found", f"No route for {method} {path}")
@@ -209,6 +241,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps({"object": "list", "data": data}).encode())
             return
         body = self._read_body()
+        if native is not None:
+            entry = sim._log("POST", path, dict(self.headers), body, unquote(native["model"]))
+            entry.api = "gemini-native"
+            self._native(body, entry, stream=native["method"] == "streamGenerateContent")
+            return
         model = body.get("model") if isinstance(body, Mapping) else None
         entry = sim._log("POST", path, dict(self.headers), body, model if isinstance(model, str) else None)
         self._chat(body, entry)
@@ -254,9 +291,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, b'{"ok": true}')
 
     # -- chat -----------------------------------------------------------------------------
-    def _chat(self, body: Any, entry: LoggedRequest) -> None:
+    def _prelude(self, model: Any, entry: LoggedRequest) -> tuple[Fault | None, bool]:
+        """The fault for this request (if any) and the latency; (fault, False) if the client left meanwhile."""
         sim = self.server.sim
-        model = body.get("model") if isinstance(body, Mapping) else None
         fault = sim._take_fault(model) if isinstance(model, str) else None
         if fault is not None:
             entry.fault = asdict(fault)
@@ -268,14 +305,58 @@ class _Handler(BaseHTTPRequestHandler):
         if (latency or (fault and fault.delay)) and self.client_gone():
             entry.status = 499  # the client gave up while we were "thinking": nothing generated, nothing billed
             self.close_connection = True
-            return
-        if fault and self._fault_answer(fault, entry):
+            return fault, False
+        return fault, True
+
+    def _chat(self, body: Any, entry: LoggedRequest) -> None:
+        sim = self.server.sim
+        model = body.get("model") if isinstance(body, Mapping) else None
+        fault, present = self._prelude(model, entry)
+        if not present or (fault and self._fault_answer(fault, entry)):
             return
         problem = validate_chat(body, sim.catalog, sim.serves, count_prompt_tokens)
         if problem:
             entry.status = problem[0]
             self.send_error_body(*problem)
             return
+        self._answer(body, entry, fault, stream=bool(body.get("stream")))
+
+    def _native(self, body: Any, entry: LoggedRequest, *, stream: bool) -> None:
+        """Gemini's ``generateContent`` / ``streamGenerateContent``: Gemini models only, Google's rules."""
+        from .simulator import native_view
+
+        sim = self.server.sim
+        model = entry.model or ""
+        if stream and not sim.native_streaming:
+            entry.status = 404
+            self.send_error_body(404, "NOT_FOUND", f"Method not found: models/{model}:streamGenerateContent.")
+            return
+        fault, present = self._prelude(model, entry)
+        if not present or (fault and self._fault_answer(fault, entry)):
+            return
+        if not sim.serves(model) or sim.catalog.info(model).family != "gemini":
+            entry.status = 404
+            self.send_error_body(
+                404,
+                "NOT_FOUND",
+                f"models/{model} is not found for API version v1beta, or is not supported for generateContent.",
+            )
+            return
+        problem = validate_generate_content(
+            body, model, sim.catalog.info(model), lambda: count_prompt_tokens(native_view(body, model))
+        )
+        if problem:
+            entry.status = problem[0]
+            self.send_error_body(*problem)
+            return
+        self._answer(native_view(body, model), entry, fault, stream=stream, native=True)
+
+    def _answer(
+        self, body: Mapping[str, Any], entry: LoggedRequest, fault: Fault | None, *, stream: bool, native: bool = False
+    ) -> None:
+        """Generate, bill and send the answer (``body`` in chat terms; ``native``: in Gemini's format)."""
+        sim = self.server.sim
+        model = body["model"]
         info = sim.catalog.info(model)
         reply = sim._next_script(model) or compose_reply(body, model=model, reasoning=bool(info.reasoning))
         reply = sim._with_call_ids(sim._apply_limits(reply, body))
@@ -289,11 +370,17 @@ class _Handler(BaseHTTPRequestHandler):
         # (the request log's billed_cost shows both); a plain answer nobody received is refunded.
         self._events_sent = self._events_total = 0
         try:
-            if body.get("stream"):
+            if stream:
                 entry.stream = True
-                delivered = self._stream(body, reply, entry, fault)
+                if native:
+                    events = sim._native_events(body, reply, entry)
+                else:
+                    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                    events = list(sim._chunks(body, reply, entry, include_usage))
+                delivered = self._stream(events, fault)
             else:
-                payload = sim._completion(body, reply, entry)
+                render = sim._generate_content if native else sim._completion
+                payload = render(body, reply, entry)
                 delivered = not (fault and fault.malformed_body)
                 headers = dict(fault.headers or {}) if fault else None
                 self._send(200, payload if delivered else payload[: max(1, len(payload) // 2)], headers)
@@ -328,20 +415,26 @@ class _Handler(BaseHTTPRequestHandler):
                 headers["Retry-After"] = f"{fault.retry_after:g}"
             code = fault.code or DEFAULT_CODES.get(fault.status, "server_error")
             message = fault.message or DEFAULT_MESSAGES.get(fault.status, "Simulated failure.")
-            self.send_error_body(fault.status, code, message, headers)
+            self.send_error_body(fault.status, code, message, headers, keep_code=fault.code is not None)
             return True
         if fault.error_in_body:
             entry.status = 200
-            code = fault.code or "server_error"
-            self._send(200, error_body(code, fault.message or "Simulated error in a 200 body."), headers)
+            message = fault.message or "Simulated error in a 200 body."
+            if self._native_format:
+                payload = google_error_body(500, message, fault.code)
+            else:
+                payload = error_body(fault.code or "server_error", message)
+            self._send(200, payload, headers)
             return True
         return False
 
-    def _stream(
-        self, body: Mapping[str, Any], reply: ScriptedReply, entry: LoggedRequest, fault: Fault | None
-    ) -> bool | str:
+    def _stream(self, events: list[bytes], fault: Fault | None) -> bool | str:
         """Write the SSE answer; False if it was deliberately not delivered whole, "abandoned" if the
-        client left during it (``_events_sent`` of ``_events_total`` went out)."""
+        client left during it (``_events_sent`` of ``_events_total`` went out).
+
+        Chat completions end with ``[DONE]``; Gemini's stream just ends (``missing_done`` drops its
+        last event, the one with ``finishReason``), and its in-band error is a data event."""
+        native = self._native_format
         sim = self.server.sim
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -351,8 +444,8 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in ((fault.headers or {}) if fault else {}).items():
             self.send_header(k, v)
         self.end_headers()
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        events = list(sim._chunks(body, reply, entry, include_usage))
+        if native and fault is not None and fault.missing_done and len(events) > 1:
+            events = events[:-1]
         self._events_total = len(events)
         write = self.wfile.write
         for index, event in enumerate(events):
@@ -362,8 +455,12 @@ class _Handler(BaseHTTPRequestHandler):
                     self.hang_up()
                     return False
                 if fault.error_event_at is not None and index == fault.error_event_at:
-                    payload = error_body(fault.code or "server_error", fault.message or "Simulated in-band error.")
-                    event = b"event: error\ndata: " + payload + b"\n\n"
+                    message = fault.message or "Simulated in-band error."
+                    if native:
+                        event = b"data: " + google_error_body(500, message, fault.code) + b"\r\n\r\n"
+                    else:
+                        payload = error_body(fault.code or "server_error", message)
+                        event = b"event: error\ndata: " + payload + b"\n\n"
                     write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event))
                     self.wfile.flush()
                     return False
@@ -374,13 +471,16 @@ class _Handler(BaseHTTPRequestHandler):
                         self.close_connection = True
                         return "abandoned"  # mid-answer: the rest is never generated, what was is billed
                 if fault.malformed_at is not None and index == fault.malformed_at:
-                    event = b'data: {"id": "broken", "choices": [{"delta": {"content": \n\n'
+                    if native:
+                        event = b'data: {"candidates": [{"content": {"parts": [{"text": \r\n\r\n'
+                    else:
+                        event = b'data: {"id": "broken", "choices": [{"delta": {"content": \n\n'
                 if fault.chunk_delay:
                     sim._sleep(fault.chunk_delay)
             write(b"%x\r\n%s\r\n" % (len(event), event))
             if fault is not None and (fault.chunk_delay or fault.stall_after is not None):
                 self.wfile.flush()
-        if not (fault and fault.missing_done):
+        if not native and not (fault and fault.missing_done):
             done = b"data: [DONE]\n\n"
             write(b"%x\r\n%s\r\n" % (len(done), done))
         write(b"0\r\n\r\n")

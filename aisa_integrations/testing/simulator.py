@@ -6,6 +6,12 @@ It speaks the documented protocol on 127.0.0.1: ``POST /v1/chat/completions`` (J
 ``usage.credits_remaining``, and the documented error bodies. Replies are deterministic and
 scripted: it is a protocol double, not a model.
 
+Gemini models are also served in Google's native format: ``POST /v1/models/{model}:generateContent``
+and ``POST /v1/models/{model}:streamGenerateContent?alt=sse`` (``native_streaming=False`` answers the
+streaming method 404, as a gateway without it would), with the same key, faults, scripts, billing
+(``usageMetadata`` with ``cost`` and ``credits_remaining``) and request log, Google's validation
+rules and Google's error body (``{"error": {"code", "message", "status"}}``).
+
 Faults are injected per model to exercise real sockets, the real openai SDK and its retries:
 an error status (with Retry-After), a delay before the first byte, a stall mid-stream, a dropped
 connection after k chunks, a malformed chunk or body, a missing ``[DONE]``, or a reset before any
@@ -42,9 +48,10 @@ from ._replies import (
 )
 from ._server import MAX_BODY_BYTES, MAX_CONNECTIONS, SimulatorServer
 
-__all__ = ["AIsaSimulator", "Fault", "LoggedRequest", "ScriptedReply", "ScriptedToolCall"]
+__all__ = ["AIsaSimulator", "Fault", "LoggedRequest", "ScriptedReply", "ScriptedToolCall", "native_view"]
 
 SIMULATOR_KEY = "sim-key-not-secret"
+_NATIVE_METHODS = (":generateContent", ":streamGenerateContent")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -141,6 +148,7 @@ class LoggedRequest:
     at: float = field(default_factory=time.time)
     billed_cost: float | None = None
     usage: dict[str, Any] | None = None
+    api: str = "chat"  # or "gemini-native" (``body`` is then the generateContent body)
 
 
 def _apply_limits(reply: ScriptedReply, body: Mapping[str, Any]) -> ScriptedReply:
@@ -186,6 +194,7 @@ class AIsaSimulator:
             simulator is a test double, anyone who can reach it can read the prompts it logged).
         max_body_bytes: larger request bodies are refused from their headers, unread.
         max_connections: open connections kept; at the cap the oldest idle one is closed.
+        native_streaming: serve ``:streamGenerateContent`` (False: 404, as a gateway without it).
     """
 
     def __init__(
@@ -202,6 +211,7 @@ class AIsaSimulator:
         allow_remote: bool = False,
         max_body_bytes: int = MAX_BODY_BYTES,
         max_connections: int = MAX_CONNECTIONS,
+        native_streaming: bool = True,
     ) -> None:
         if host not in _LOOPBACK:
             if not allow_remote:
@@ -216,6 +226,7 @@ class AIsaSimulator:
             )
         self.max_body_bytes = max_body_bytes
         self.max_connections = max_connections
+        self.native_streaming = native_streaming
         self.host = host
         self.port = port
         self.api_key = api_key
@@ -368,11 +379,13 @@ class AIsaSimulator:
         return self._latency.get(model, self._latency.get(None, 0.0))
 
     def chat_requests(self, model: str | None = None) -> list[LoggedRequest]:
-        """Logged chat requests, optionally for one model."""
+        """Logged chat requests (chat completions and Gemini's native ``generateContent``; ``api`` tells
+        which), optionally for one model."""
         return [
             r
             for r in list(self.requests)
-            if r.path.endswith("/chat/completions") and (model is None or r.model == model)
+            if (r.path.endswith("/chat/completions") or r.path.endswith(_NATIVE_METHODS))
+            and (model is None or r.model == model)
         ]
 
     @property
@@ -554,6 +567,176 @@ class AIsaSimulator:
         if include_usage:
             usage_event = {**head, "choices": [], "usage": entry.usage}
             yield b"data: " + json.dumps(usage_event).encode() + b"\n\n"
+
+    # -- Gemini's native format ---------------------------------------------------------------
+    def _native_head(self, model: str) -> dict[str, Any]:
+        return {"modelVersion": self._served_as.get(model, model), "responseId": f"sim-{next(self._ids)}"}
+
+    def _generate_content(self, view: Mapping[str, Any], reply: ScriptedReply, entry: LoggedRequest) -> bytes:
+        """A ``generateContent`` answer (``view`` is the request in chat terms)."""
+        parts = _native_parts(reply)
+        n = int(view.get("n") or 1)
+        candidates = [
+            {"content": {"role": "model", "parts": parts}, "finishReason": _native_finish(reply), "index": i}
+            for i in range(n)
+        ]
+        payload = {"candidates": candidates, "usageMetadata": _usage_metadata(entry.usage)}
+        payload.update(self._native_head(view["model"]))
+        return json.dumps(payload).encode()
+
+    def _native_events(self, view: Mapping[str, Any], reply: ScriptedReply, entry: LoggedRequest) -> list[bytes]:
+        """The ``:streamGenerateContent?alt=sse`` events: a thought or text piece each, the calls together;
+        the last carries ``finishReason`` and the final ``usageMetadata`` (the others a running count)."""
+        head = self._native_head(view["model"])
+        n = int(view.get("n") or 1)
+        pieces: list[list[dict[str, Any]]] = [
+            [{"text": piece, "thought": True}] for piece in split_words(reply.reasoning_content or "")
+        ]
+        pieces += [[{"text": piece}] for piece in split_words(reply.content or "")]
+        calls = [p for p in _native_parts(reply) if "functionCall" in p]
+        if calls:
+            pieces.append(calls)
+        if not pieces:
+            pieces.append([{"text": ""}])
+        usage = _usage_metadata(entry.usage)
+        running = {"promptTokenCount": usage["promptTokenCount"], "totalTokenCount": usage["promptTokenCount"]}
+        events = []
+        for k, parts in enumerate(pieces):
+            last = k == len(pieces) - 1
+            candidates = []
+            for i in range(n):
+                candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": i}
+                if last:
+                    candidate["finishReason"] = _native_finish(reply)
+                candidates.append(candidate)
+            event = {"candidates": candidates, "usageMetadata": usage if last else running, **head}
+            events.append(b"data: " + json.dumps(event).encode() + b"\r\n\r\n")
+        return events
+
+
+def native_view(body: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """A ``generateContent`` body in chat-completions terms (for the scripted replies and the token
+    count): written from Google's format, independently of the client's translation."""
+    messages: list[dict[str, Any]] = []
+    system = body.get("systemInstruction") or {}
+    texts = [str(p.get("text", "")) for p in system.get("parts") or () if isinstance(p, Mapping)]
+    if texts:
+        messages.append({"role": "system", "content": "\n".join(texts)})
+    calls_seen = itertools.count(1)
+    for content in body.get("contents") or ():
+        parts = [p for p in content.get("parts") or () if isinstance(p, Mapping)]
+        if content.get("role") == "model":
+            text = "".join(p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought"))
+            message: dict[str, Any] = {"role": "assistant", "content": text or None}
+            calls = [
+                {
+                    "id": f"native_{next(calls_seen)}",
+                    "type": "function",
+                    "function": {
+                        "name": p["functionCall"]["name"],
+                        "arguments": json.dumps(p["functionCall"].get("args") or {}),
+                    },
+                }
+                for p in parts
+                if "functionCall" in p
+            ]
+            if calls:
+                message["tool_calls"] = calls
+            messages.append(message)
+            continue
+        user: list[dict[str, Any]] = []
+        for part in parts:
+            if "functionResponse" in part:
+                response = part["functionResponse"].get("response") or {}
+                result = response.get("result", response) if len(response) == 1 else response
+                text = result if isinstance(result, str) else json.dumps(result)
+                messages.append({"role": "tool", "tool_call_id": part["functionResponse"]["name"], "content": text})
+            elif isinstance(part.get("text"), str):
+                user.append({"type": "text", "text": part["text"]})
+            elif isinstance(part.get("inlineData"), Mapping):
+                data = part["inlineData"]
+                url = f"data:{data.get('mimeType')};base64,{data.get('data')}"
+                user.append({"type": "image_url", "image_url": {"url": url}})
+            elif isinstance(part.get("fileData"), Mapping):
+                user.append({"type": "image_url", "image_url": {"url": part["fileData"].get("fileUri")}})
+        if user:
+            messages.append({"role": "user", "content": user})
+    view: dict[str, Any] = {"model": model, "messages": messages}
+    functions = [
+        {"type": "function", "function": dict(declaration)}
+        for tool in body.get("tools") or ()
+        for declaration in tool.get("functionDeclarations") or ()
+    ]
+    if functions:
+        view["tools"] = functions
+    calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    mode, allowed = calling.get("mode"), calling.get("allowedFunctionNames") or []
+    if mode == "NONE":
+        view["tool_choice"] = "none"
+    elif mode == "ANY":
+        view["tool_choice"] = (
+            {"type": "function", "function": {"name": allowed[0]}} if len(allowed) == 1 else "required"
+        )
+    config = body.get("generationConfig") or {}
+    if config.get("responseMimeType") == "application/json":
+        schema = config.get("responseSchema")
+        view["response_format"] = (
+            {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
+            if schema
+            else {"type": "json_object"}
+        )
+    for native, chat in (("maxOutputTokens", "max_tokens"), ("stopSequences", "stop"), ("candidateCount", "n")):
+        if config.get(native) is not None:
+            view[chat] = config[native]
+    return view
+
+
+def _native_parts(reply: ScriptedReply) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    if reply.reasoning_content:
+        parts.append({"text": reply.reasoning_content, "thought": True})
+    if reply.content:
+        parts.append({"text": reply.content})
+    for k, call in enumerate(reply.tool_calls):
+        arguments = call.arguments
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except ValueError:
+                arguments = {"input": arguments}
+        part: dict[str, Any] = {"functionCall": {"name": call.name, "args": arguments}}
+        if k == 0:  # as Gemini does: the first call of a turn carries the turn's signature
+            part["thoughtSignature"] = f"sig-{call.id}"
+        parts.append(part)
+    return parts
+
+
+_NATIVE_FINISH = {"length": "MAX_TOKENS", "content_filter": "SAFETY"}
+
+
+def _native_finish(reply: ScriptedReply) -> str:
+    reason = reply.finish_reason
+    if reason and reason.isupper():
+        return reason  # a native reason scripted as it is (RECITATION, MALFORMED_FUNCTION_CALL, ...)
+    return _NATIVE_FINISH.get(reason or "", "STOP")
+
+
+def _usage_metadata(usage: Mapping[str, Any] | None) -> dict[str, Any]:
+    """AIsa's billing in Gemini's terms (``candidatesTokenCount`` leaves the thoughts out)."""
+    usage = usage or {}
+    prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+    thoughts = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    metadata: dict[str, Any] = {
+        "promptTokenCount": prompt,
+        "candidatesTokenCount": completion - (thoughts or 0),
+        "totalTokenCount": usage.get("total_tokens", prompt + completion),
+    }
+    if thoughts:
+        metadata["thoughtsTokenCount"] = thoughts
+    for key in ("cost", "credits_remaining"):
+        if usage.get(key) is not None:
+            metadata[key] = usage[key]
+    return metadata
 
 
 def _completion_tokens(reply: ScriptedReply) -> int:
