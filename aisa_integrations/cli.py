@@ -76,6 +76,11 @@ def _policy() -> dict[str, Any]:
 # -- chat and vision ---------------------------------------------------------------------------
 
 
+def _api(args: argparse.Namespace) -> str:
+    """The wire format: chat completions, or Gemini's native generateContent (--api gemini-native)."""
+    return getattr(args, "api", None) or "chat"
+
+
 def _run_chat(args: argparse.Namespace, messages: list[dict[str, Any]]) -> int:
     from .core.chat import chat, stream_chat
     from .core.usage import parse_usage
@@ -93,7 +98,7 @@ def _run_chat(args: argparse.Namespace, messages: list[dict[str, Any]]) -> int:
         finish = None
         served = args.model
         try:
-            for chunk in stream_chat(config, params, **_policy()):
+            for chunk in stream_chat(config, params, api=_api(args), **_policy()):
                 served = chunk.get("model") or served
                 for choice in chunk.get("choices") or ():
                     text = (choice.get("delta") or {}).get("content")
@@ -114,7 +119,7 @@ def _run_chat(args: argparse.Namespace, messages: list[dict[str, Any]]) -> int:
         if not args.json:
             print()
     else:
-        completion = chat(config, params, **_policy())
+        completion = chat(config, params, api=_api(args), **_policy())
         choice = completion["choices"][0]
         content, finish, served = (
             choice["message"].get("content") or "",
@@ -441,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--stream", action="store_true")
     chat.add_argument("--temperature", type=float)
     chat.add_argument("--max-tokens", type=int)
+    chat.add_argument(
+        "--api",
+        choices=["chat", "gemini-native"],
+        default="chat",
+        help="wire format: chat completions (default) or Gemini's native :generateContent (Gemini models)",
+    )
     chat.set_defaults(func=_chat)
 
     vision = calls(common(sub.add_parser("vision", help="ask about an image (URL or local file)")))

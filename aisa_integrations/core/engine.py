@@ -294,16 +294,11 @@ PLAN_SETTINGS = (
     "budget",
     "api",
 )
-#: Settings a model may not have yet (an adapter from before they existed): their defaults.
-_SETTING_DEFAULTS: dict[str, Any] = {"api": "chat"}
 
 
 def plan_settings(model: Any) -> dict[str, Any]:
     """A configured model's plan settings, read from its fields (``fallback_policy`` is the policy)."""
-    settings = {
-        name: getattr(model, name, _SETTING_DEFAULTS[name]) if name in _SETTING_DEFAULTS else getattr(model, name)
-        for name in PLAN_SETTINGS
-    }
+    settings = {name: getattr(model, name) for name in PLAN_SETTINGS}
     settings["policy"] = model.fallback_policy
     return settings
 

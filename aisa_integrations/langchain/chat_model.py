@@ -199,7 +199,7 @@ def target_of(member: Any) -> ModelTarget | ForeignTarget:
     if isinstance(member, AIsaChatModel) and member._is_plain:
         params = wire.merge_params(member._default_params, extras=member.model_kwargs)
         params.pop("model", None)
-        return ModelTarget(member.model, params=params, config=member._config)
+        return ModelTarget(member.model, params=params, config=member._config, api=member.api)
     if isinstance(member, Runnable):
         return foreign_target(member)
     raise InvalidRequestError(
@@ -249,6 +249,10 @@ class AIsaChatModel(BaseChatModel):
     """AIsa API key; defaults to ``AISA_API_KEY``."""
     base_url: str | None = Field(default_factory=from_env(BASE_URL_ENV, default=None))
     """Gateway URL; defaults to ``AISA_BASE_URL``, then ``https://api.aisa.one/v1``."""
+    api: Literal["chat", "gemini-native"] = "chat"
+    """The wire format: ``"chat"`` (``/chat/completions``, every model) or ``"gemini-native"`` (Gemini's
+    own ``/models/{model}:generateContent``; Gemini models only; native-only options such as
+    ``safetySettings`` go in ``extra_body={"gemini": {...}}``)."""
     temperature: float | None = None
     max_tokens: int | None = None
     top_p: float | None = None
@@ -268,6 +272,9 @@ class AIsaChatModel(BaseChatModel):
     """Whether the model may call several tools in one turn."""
     logit_bias: dict[str, float] | None = None
     service_tier: str | None = None
+    extra_body: dict[str, Any] | None = None
+    """Fields sent in the request body as they are (a gateway's own options; with
+    ``api="gemini-native"``, ``{"gemini": {...}}`` holds native options such as ``safetySettings``)."""
     timeout: float | None = Field(default=DEFAULT_TIMEOUT, alias="request_timeout")
     """Seconds per request (and per read while streaming)."""
     max_retries: int | None = None
@@ -525,6 +532,7 @@ class AIsaChatModel(BaseChatModel):
             "parallel_tool_calls": self.parallel_tool_calls,
             "logit_bias": self.logit_bias,
             "service_tier": self.service_tier,
+            "extra_body": self.extra_body,
         }
         return {k: v for k, v in params.items() if v is not None}
 

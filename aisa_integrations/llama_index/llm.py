@@ -123,6 +123,11 @@ class AIsaLLM(FunctionCallingLLM):
         exclude=True,
         description="This LLM's own spend cap: a CostTracker(max_cost=...) checked before every request.",
     )
+    api: Literal["chat", "gemini-native"] = Field(
+        default="chat",
+        description="Wire format: 'chat' (/chat/completions) or 'gemini-native' (Gemini's :generateContent; "
+        "Gemini models only; native options in additional_kwargs={'extra_body': {'gemini': {...}}}).",
+    )
     mid_stream: Literal["raise", "continue"] = Field(
         default="raise", description="After content was streamed: raise, or continue on a prefill-capable model."
     )

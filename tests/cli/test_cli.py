@@ -45,6 +45,24 @@ def test_chat_stream_and_multi_turn(sim):
     assert len(sim.chat_requests()[-1].body["messages"]) == 3
 
 
+def test_chat_in_gemini_native_format(sim):
+    model = "gemini-2.0-flash"
+    plain = run("chat", "--model", model, "--api", "gemini-native", "--system", "Brief", "--message", "Hi", sim=sim)
+    assert plain.returncode == 0, plain.stderr
+    assert "Hi" in plain.stdout and f"[{model}:" in plain.stderr
+    request = sim.chat_requests()[-1]
+    assert request.path == f"/v1/models/{model}:generateContent"
+    assert request.body["systemInstruction"]["parts"] == [{"text": "Brief"}]
+    data = json.loads(
+        run("chat", "--model", model, "--api", "gemini-native", "--message", "Hi", "--stream", "--json", sim=sim).stdout
+    )
+    assert data["streamed"] and data["usage"]["cost"] > 0
+    assert sim.chat_requests()[-1].path.startswith(f"/v1/models/{model}:streamGenerateContent")
+    wrong = run("chat", "--model", "gpt-4o", "--api", "gemini-native", "--message", "Hi", sim=sim)
+    assert wrong.returncode == 3 and "api='chat'" in wrong.stderr  # a configuration error, nothing sent
+    assert len(sim.chat_requests()) == 2
+
+
 def test_vision_url_and_local_file(sim, tmp_path):
     assert "I see 1 image" in run("vision", "--image", "https://example.com/a.jpg", "--prompt", "What?", sim=sim).stdout
     path = tmp_path / "pic.png"
