@@ -205,6 +205,8 @@ _NATIVE_FIELDS = {
     "cachedContent",
     "labels",
 }
+# Written out here, not imported from core/gemini_native.py: the simulator stands for the gateway, so it
+# checks the client's translation against its own copy of Google's schema instead of agreeing with it.
 _GENERATION_FIELDS = {
     "stopSequences",
     "responseMimeType",
