@@ -3,6 +3,7 @@ compared with the simulator's own log, and spend caps that refuse before anythin
 
 from __future__ import annotations
 
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -50,20 +51,35 @@ def test_cache_hits_are_not_billed_requests(sim):
     assert cb.requests == 1 == len(sim.chat_requests())
 
 
-def test_an_abandoned_stream_is_counted_with_an_estimated_cost(chat, sim):
+def test_an_abandoned_stream_is_counted_exactly_or_with_a_marked_estimate(chat, sim):
+    # A short answer the gateway had already sent whole: read on briefly after the break, its usage chunk
+    # arrives, and the cost is exact.
     sim.script("one two three four five six seven eight nine ten " * 20, model="gpt-4o-mini")
     with get_aisa_callback() as cb:
         for i, _chunk in enumerate(chat.stream("tell me a long story")):
             if i == 3:
                 break
     assert cb.requests == 1 == len(sim.chat_requests())
+    assert cb.estimated_cost == 0.0 and cb.total_cost == pytest.approx(sim.chat_requests()[-1].billed_cost)
+    # A long answer still being written when the consumer left: estimated from all the text read (kept
+    # apart from the exact sum), close to what the gateway bills for the part it generated.
+    sim.script("one two three four five six seven eight nine ten " * 2000, model="gpt-4o-mini")
+    with get_aisa_callback() as cb:
+        for i, _chunk in enumerate(chat.stream("tell me a longer story")):
+            if i == 3:
+                break
+    entry = sim.chat_requests()[-1]
+    deadline = time.time() + 3  # the server notices the hang-up at its next write
+    while entry.usage and entry.usage["completion_tokens"] == 24500 and time.time() < deadline:
+        time.sleep(0.01)
     assert cb.total_cost == 0.0 and cb.estimated_cost > 0  # the exact sum stays exact
-    entry = cb.by_model["gpt-4o-mini"]
-    assert entry.estimated_requests == 1 and entry.completion_tokens > 0
+    assert cb.estimated_cost == pytest.approx(entry.billed_cost, rel=0.3)
+    model_cost = cb.by_model["gpt-4o-mini"]
+    assert model_cost.estimated_requests == 1 and model_cost.completion_tokens > 0
     assert "Estimated, usage never reported" in str(cb)
     with get_aisa_callback() as whole:
         list(chat.stream("a short one"))
-    assert whole.estimated_cost == 0.0 and whole.total_cost > 0  # the usage chunk arrived: exact
+    assert whole.estimated_cost == 0.0 and whole.total_cost > 0  # read to the end: exact
 
 
 def test_an_abandoned_stream_estimate_matches_what_the_gateway_bills(chat, sim):
@@ -224,3 +240,54 @@ def test_low_credits_warn_once_or_refuse(sim):
     assert len(sim.chat_requests()) == 3
     with pytest.raises(ValueError, match="on_low_credits needs low_credits"):
         CostTracker(on_low_credits=print)
+
+
+async def test_leaving_a_stream_early_is_counted_exactly_on_every_path(sim):
+    """Plain and managed (fallback) streams, sync and async, LangChain and LlamaIndex: leaving after a
+    few chunks of an answer already sent whole still counts its exact cost."""
+    from aisa_integrations import AIsaLLM
+
+    text = "one two three four five six seven eight nine ten " * 20
+    plain = AIsaChatModel(model="gpt-4o-mini", api_key=sim.api_key, base_url=sim.base_url)
+    managed = plain.model_copy(update={"fallback_models": ["gpt-4o"]})
+    llm = AIsaLLM(model="gpt-4o-mini", api_key=sim.api_key, api_base=sim.base_url)
+
+    def sync_langchain(model):
+        for i, _ in enumerate(model.stream("story")):
+            if i == 3:
+                break
+
+    async def async_langchain(model):
+        stream = model.astream("story")
+        async for i, _ in _aenumerate(stream):
+            if i == 3:
+                break
+        await stream.aclose()
+        # langchain-core does not close the model's own stream when its is closed: the event loop's
+        # finaliser does, a moment later; it is still counted in the block the stream started in.
+        await asyncio.sleep(0.2)
+
+    def sync_llama():
+        stream = llm.stream_complete("story")
+        for i, _ in enumerate(stream):
+            if i == 3:
+                break
+        stream.close()  # LlamaIndex keeps a reference: closed here, not whenever it is collected
+
+    for run in (lambda: sync_langchain(plain), lambda: sync_langchain(managed), sync_llama):
+        sim.script(text, model="gpt-4o-mini")
+        with get_aisa_callback() as cb:
+            run()
+        assert cb.estimated_cost == 0 and cb.total_cost == pytest.approx(sim.chat_requests()[-1].billed_cost)
+    for model in (plain, managed):
+        sim.script(text, model="gpt-4o-mini")
+        with get_aisa_callback() as cb:
+            await async_langchain(model)
+        assert cb.estimated_cost == 0 and cb.total_cost == pytest.approx(sim.chat_requests()[-1].billed_cost)
+
+
+async def _aenumerate(stream):
+    i = 0
+    async for item in stream:
+        yield i, item
+        i += 1

@@ -376,10 +376,16 @@ def tracking(tracker: CostTracker) -> Iterator[CostTracker]:
 
 
 def record_usage(
-    model: str, usage: Usage | None, *, estimated: bool = False, budget: CostTracker | None = None
+    model: str,
+    usage: Usage | None,
+    *,
+    estimated: bool = False,
+    budget: CostTracker | None = None,
+    trackers: tuple[CostTracker, ...] | None = None,
 ) -> None:
-    """Called by the engine for every answer the gateway billed (``budget``: the model's own cap)."""
-    for tracker in _active.get():
+    """Called by the engine for every answer the gateway billed (``budget``: the model's own cap;
+    ``trackers``: the blocks the call started in, when it ends elsewhere)."""
+    for tracker in _active.get() if trackers is None else trackers:
         tracker.record(model, usage, estimated=estimated)
     if budget is not None:
         budget.record(model, usage, estimated=estimated)
@@ -422,7 +428,7 @@ class StreamMeter:
     stream ends without one (the consumer left, or the request asked for none), an estimate from
     the prompt and the text seen, marked as estimated."""
 
-    __slots__ = ("budget", "chars", "model", "on_usage", "recorded", "request")
+    __slots__ = ("budget", "chars", "model", "on_usage", "recorded", "request", "trackers")
 
     def __init__(
         self,
@@ -433,6 +439,9 @@ class StreamMeter:
     ) -> None:
         self.budget = budget
         self.on_usage = on_usage
+        # The blocks the stream started in: a stream left early is finished when it is closed, which
+        # for an async generator is the event loop's finaliser, in another context, a moment later.
+        self.trackers = _active.get()
         self.model = model
         self.request = request
         self.chars = 0
@@ -452,7 +461,7 @@ class StreamMeter:
         if chunk.get("usage") is None:
             return None
         usage = parse_usage(chunk["usage"])
-        record_usage(chunk.get("model") or self.model, usage, budget=self.budget)
+        record_usage(chunk.get("model") or self.model, usage, budget=self.budget, trackers=self.trackers)
         self.recorded = True
         if self.on_usage is not None and usage is not None:
             self.on_usage(usage)
@@ -460,7 +469,7 @@ class StreamMeter:
 
     def finish(self) -> None:
         """The stream is over without a usage chunk: record what the gateway most likely billed."""
-        if self.recorded or not (_active.get() or self.budget is not None or _process_budget is not None):
+        if self.recorded or not (self.trackers or self.budget is not None or _process_budget is not None):
             return
         from .capabilities import estimate_tokens
         from .catalog import default_catalog
@@ -470,7 +479,7 @@ class StreamMeter:
         completion = -(-self.chars // 4)  # ~4 characters a token, rounded up
         cost = default_catalog().info(self.model).estimate_cost(prompt, completion)
         usage = Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion, cost=cost)
-        record_usage(self.model, usage, estimated=True, budget=self.budget)
+        record_usage(self.model, usage, estimated=True, budget=self.budget, trackers=self.trackers)
 
 
 class ContextThreadPoolExecutor(ThreadPoolExecutor):

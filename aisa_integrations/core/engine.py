@@ -1114,6 +1114,9 @@ class EngineStream:
             for chunk in source:
                 meter.feed(chunk)
                 yield chunk
+        except GeneratorExit:
+            _salvage(source, meter)
+            raise
         except Exception:
             meter.recorded = True  # a failed answer: the gateway's billing of it is unknown, so no guess
             raise
@@ -1149,7 +1152,9 @@ class EngineStream:
                     engine._waiting(attempt, exc, wait)
                     engine.sleep(wait)
                 continue
-            except BaseException:  # GeneratorExit (the consumer left), KeyboardInterrupt, ...
+            except BaseException as exc:  # GeneratorExit (the consumer left), KeyboardInterrupt, ...
+                if isinstance(exc, GeneratorExit):
+                    _salvage(source, gate.meter)
                 _close(source)
                 if gate.meter is not None and source is not None:
                     gate.meter.finish()  # the gateway bills what it sent: counted, as an estimate
@@ -1164,6 +1169,28 @@ class EngineStream:
 
 def _wrap(item: Any, target: Target) -> Any:
     return ForeignItem(item) if isinstance(target, ForeignTarget) else item
+
+
+#: How long a stream the consumer left is read on for what the gateway already sent (its usage chunk,
+#: when the answer was finished: then the cost is exact, not estimated). Short: the consumer is gone.
+SALVAGE_SECONDS = 0.05
+
+
+def _salvage(source: Any, meter: StreamMeter | None) -> None:
+    """The consumer left before the usage chunk: count what arrives within ``SALVAGE_SECONDS``."""
+    salvage = getattr(source, "salvage", None)
+    if salvage is None or meter is None or meter.recorded:
+        return
+    for chunk in salvage(SALVAGE_SECONDS):
+        meter.feed(chunk)
+
+
+async def _asalvage(source: Any, meter: StreamMeter | None) -> None:
+    salvage = getattr(source, "salvage", None)
+    if salvage is None or meter is None or meter.recorded:
+        return
+    for chunk in await salvage(SALVAGE_SECONDS):
+        meter.feed(chunk)
 
 
 def _close(source: Any) -> None:
@@ -1207,6 +1234,9 @@ class AsyncEngineStream:
             async for chunk in source:
                 meter.feed(chunk)
                 yield chunk
+        except GeneratorExit:
+            await _asalvage(source, meter)
+            raise
         except Exception:
             meter.recorded = True  # a failed answer: the gateway's billing of it is unknown, so no guess
             raise
@@ -1243,7 +1273,9 @@ class AsyncEngineStream:
                     engine._waiting(attempt, exc, wait)
                     await engine.asleep(wait)
                 continue
-            except BaseException:  # cancellation, GeneratorExit
+            except BaseException as exc:  # cancellation, GeneratorExit
+                if isinstance(exc, GeneratorExit):
+                    await _asalvage(source, gate.meter)
                 await _aclose(source)
                 if gate.meter is not None and source is not None:
                     gate.meter.finish()  # the gateway bills what it sent: counted, as an estimate

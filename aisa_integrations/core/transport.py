@@ -524,6 +524,26 @@ class ChatStream:
         except httpx2.HTTPError:
             return
 
+    def salvage(self, seconds: float) -> list[dict[str, Any]]:
+        """The consumer left before the end: what arrives within ``seconds`` more (the rest of an answer
+        the gateway had already sent, usage chunk included, or more of one still being written), read
+        without raising; then the stream is closed."""
+        if self._state.finished:
+            return []
+        sock = _socket_of(self._response)
+        limit = Deadline(lambda: shutdown_socket(sock))
+        limit.arm(time.monotonic() + seconds)
+        chunks: list[dict[str, Any]] = []
+        try:
+            for chunk in self._iterator:
+                chunks.append(chunk)
+        except Exception:  # cut at the limit, or the answer failed: what was read still counts
+            pass
+        finally:
+            limit.close()
+            self.close()
+        return chunks
+
     def close(self) -> None:
         if self._deadline is not None:
             self._deadline.close()
@@ -664,6 +684,21 @@ class AsyncChatStream:
                         return
         except (httpx2.HTTPError, TimeoutError, asyncio.TimeoutError):
             return
+
+    async def salvage(self, seconds: float) -> list[dict[str, Any]]:
+        """Async :meth:`ChatStream.salvage`."""
+        if self._state.finished:
+            return []
+        chunks: list[dict[str, Any]] = []
+        try:
+            async with asyncio.timeout(seconds) if sys.version_info >= (3, 11) else _nullcontext():
+                async for chunk in self._iterator:
+                    chunks.append(chunk)
+        except Exception:  # cut at the limit, or the answer failed: what was read still counts
+            pass
+        finally:
+            await self.aclose()
+        return chunks
 
     async def aclose(self) -> None:
         await self._response.aclose()
