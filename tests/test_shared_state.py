@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -45,14 +46,27 @@ class Clock:
 # -- the rules, and both stores applying them the same way ------------------------------------
 
 
+def test_a_big_take_is_not_starved_by_small_ones():
+    clock = Clock()
+    limiter = RateLimiter(tokens_per_minute=600, store=MemoryStore(clock=clock))  # 10 a second, bucket of 10
+    for step in range(100):  # small takes at the refill rate keep the bucket near empty
+        clock.now = step * 0.1
+        limiter.acquire(0, 1, blocking=False)
+        if step == 50:
+            assert limiter.acquire(0, 100, blocking=False)  # ten buckets' worth: admitted, in debt
+    assert not limiter.acquire(0, 1, blocking=False)  # the debt is paid back before anything else
+
+
 def test_the_token_bucket_rule():
     buckets = [(10.0, 1.0, 1.0)]
     levels, wait = take_from_buckets([(0.0, None)], buckets, now=0.0)
     assert wait == 0 and levels == [(9.0, 0.0)]  # a new bucket starts full
     levels, wait = take_from_buckets([(0.5, 0.0)], buckets, now=0.25)
     assert wait == pytest.approx(0.25) and levels == [(0.75, 0.25)]  # refilled, nothing taken
-    levels, wait = take_from_buckets([(10.0, 0.0)], [(10.0, 1.0, 25.0)], now=0.0)
-    assert wait == 0 and levels == [(-15.0, 0.0)]  # more than it holds: a full bucket, left in debt
+    levels, wait = take_from_buckets([(3.0, 0.0)], [(10.0, 1.0, 25.0)], now=0.0)
+    assert wait == 0 and levels == [(-22.0, 0.0)]  # more than it could ever hold: goes, left in debt
+    levels, wait = take_from_buckets([(-2.0, 0.0)], [(10.0, 1.0, 25.0)], now=0.0)
+    assert wait == pytest.approx(2.0)  # ...once the bucket is out of debt
     levels, wait = take_from_buckets([(5.0, 0.0)], [(10.0, 1.0, -20.0)], now=0.0, force=True)
     assert levels == [(10.0, 0.0)]  # a refund never fills past capacity
 
@@ -70,7 +84,10 @@ def test_both_stores_keep_records_counters_and_buckets(kind, redis_url):
     assert store.take("limit:l", [(2.0, 0.001, 1.0)]) == 0
     assert store.take("limit:l", [(2.0, 0.001, 1.0)]) == 0
     assert store.take("limit:l", [(2.0, 0.001, 1.0)]) > 100  # empty, and it refills slowly
+    assert store.take("limit:big", [(2.0, 0.001, 5.0)]) == 0  # more than it holds: goes, in debt
+    assert store.take("limit:big", [(2.0, 0.001, 5.0)]) > 100  # not again until the debt is paid
     assert store.keys("breaker") == ["breaker:x"] and store.keys("budget") == ["budget:b"]
+    assert store.keys("limit") == ["limit:big", "limit:l"]
 
 
 def test_store_configuration_is_checked():
@@ -195,10 +212,11 @@ def test_two_processes_share_one_rate_limit(sim, redis_url):
     assert all(r["answered"] > 0 for r in results)
 
 
-def test_calls_go_on_when_redis_stops_mid_run(sim, caplog):
+def test_calls_go_on_when_redis_stops_mid_run_and_the_budget_keeps_its_total(sim, caplog):
     server = RedisServer().start()
     try:
-        configure_state(RedisStore(server.url, retry_after=60))
+        store = RedisStore(server.url, retry_after=0.2)
+        configure_state(store)
         budget = set_process_budget(SharedBudget("down", max_cost=10.0))
         policy = FallbackPolicy(server_retries=0)
         model = AIsaChatModel(
@@ -210,15 +228,49 @@ def test_calls_go_on_when_redis_stops_mid_run(sim, caplog):
             base_url=sim.base_url,
         )
         assert model.invoke("before").content
-        before = budget.requests
+        spent_before = budget.spent
         server.stop()
         with caplog.at_level(logging.WARNING, logger="aisa_integrations.state"):
             answers = [model.invoke(f"during {i}").content for i in range(3)]
         assert all(answers) and len(sim.chat_requests()) == 4
-        assert "unreachable" in caplog.text and caplog.text.count("unreachable") == 1  # one warning per outage
-        assert budget.requests == 3 and before == 1  # counted locally meanwhile
+        assert caplog.text.count("unavailable") == 1  # one warning per outage
+        # The cap is not reset by the outage: the last shared total, plus this process's spend since.
+        assert budget.requests == 4 and budget.spent == pytest.approx(sim.total_billed)
+        assert budget.spent > spent_before
+        server = RedisServer(port=server.port).start()  # back, empty (no persistence): the outage's spend is sent
+        for _ in range(10):  # the first try after the restart may meet the client's dead connection
+            time.sleep(0.25)
+            model.invoke("after")
+            if "reachable again" in caplog.text:
+                break
+        assert "reachable again" in caplog.text
+        shared = SharedBudget("down", store=RedisStore(server.url))  # another process's view
+        assert shared.requests >= 4 and shared.spent > 0
     finally:
         server.stop()
+
+
+def test_any_redis_error_means_local_state_not_a_failed_request(sim, redis_url, caplog):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.config_set("maxmemory", "1")  # every write refused: OutOfMemoryError, not a connection error
+    try:
+        store = RedisStore(redis_url)
+        configure_state(store)
+        set_process_budget(SharedBudget("oom", max_cost=10.0))
+        model = AIsaChatModel(
+            model="gpt-4.1",
+            fallback_models=["gpt-4o-mini"],
+            rate_limiter=AIsaRateLimiter(requests_per_minute=6000),
+            api_key=sim.api_key,
+            base_url=sim.base_url,
+        )
+        with caplog.at_level(logging.WARNING, logger="aisa_integrations.state"):
+            assert model.invoke("hi").content
+        assert "OutOfMemoryError" in caplog.text
+    finally:
+        client.config_set("maxmemory", "0")
 
 
 def test_a_budget_refuses_before_sending_across_stores(sim, redis_url):

@@ -8,7 +8,8 @@ Each attempt the engine sends takes one request and its token estimate (prompt e
 ``max_tokens``); when the answer reports its real usage, the difference is settled (applied with
 this process's next take), so the token bucket follows what was actually used. A take the buckets
 cannot cover waits (or, with ``blocking=False``, is refused). An amount larger than a bucket holds
-waits for a full bucket and leaves it in debt, so a big request is delayed, never refused for ever.
+goes as soon as the bucket is out of debt and leaves it in debt, so a big request is never starved by
+small ones, and the rate holds on average.
 
 >>> from aisa_integrations.core.state import MemoryStore
 >>> limiter = RateLimiter(requests_per_minute=60, store=MemoryStore(clock=lambda: 0.0))

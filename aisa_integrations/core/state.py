@@ -46,8 +46,9 @@ def take_from_buckets(
     levels: list[tuple[float, float | None]], buckets: list[Bucket], now: float, force: bool = False
 ) -> tuple[list[tuple[float, float]], float]:
     """The token-bucket rule (pure): refill each bucket to ``now``; if every bucket holds what the
-    take asks (an amount above a bucket's capacity asks only for a full bucket, and leaves it in
-    debt), take from all and wait 0; else take nothing and say how long to wait. A ``force``d take
+    take asks, take from all and wait 0; else take nothing and say how long to wait. An amount above
+    a bucket's capacity could never fit: it asks only that the bucket be out of debt, and leaves it
+    in debt (so the rate holds on average, and smaller takes cannot starve it). A ``force``d take
     (settling a reservation; a negative amount gives back) always happens, never above capacity.
 
     ``levels`` holds ``(level, at)`` per bucket (``at`` None for a new, full bucket).
@@ -64,7 +65,7 @@ def take_from_buckets(
         return [(level, now) for level in taken], 0.0
     wait = 0.0
     for level, (capacity, rate, amount) in zip(refilled, buckets, strict=True):
-        need = min(amount, capacity)
+        need = amount if amount <= capacity else 0.0
         if level < need:
             wait = max(wait, (need - level) / rate if rate > 0 else float("inf"))
     if wait > 0:
@@ -217,7 +218,8 @@ for i = 1, n do
     level = math.min(cap, level + math.max(0, now - at) * rate)
   end
   levels[i] = level
-  local need = math.min(amount, cap)
+  local need = amount
+  if amount > cap then need = 0 end
   if (not force) and level < need then
     local w = 1e9
     if rate > 0 then w = (need - level) / rate end
@@ -281,36 +283,62 @@ class RedisStore(StateStore):
         self.local = MemoryStore()
         self._down_until: float | None = None
         self._lock = threading.Lock()
+        # Counters across an outage: the shared totals last read, and what this process added since,
+        # so a budget keeps its spent amount while Redis is away and gets the outage's spend back after.
+        self._last_counters: dict[str, dict[str, float]] = {}
+        self._pending: dict[str, dict[str, float]] = {}
         self._take_script = client.register_script(_TAKE_LUA)
         where = url or _describe_client(client)
         self.description = f"redis {_redact_url(where)} (shared by every process using it)"
 
     # -- the fall-back-to-local step, written once ----------------------------------------------
     def _run(self, remote: Callable[[], R], local: Callable[[], R]) -> R:
-        if self._down_until is not None and self.clock() < self._down_until:
+        down_until = self._down_until  # read once: another thread may clear it meanwhile
+        if down_until is not None and self.clock() < down_until:
             return local()
         try:
             result = remote()
-        except Exception as exc:  # only a connection error means "down"; others re-raise below
-            if not _is_unreachable(exc):
+        except Exception as exc:
+            # Unreachable, out of memory, read-only after a failover, refused by an ACL, a damaged key:
+            # whatever Redis says, the request goes on with local state (a bug of ours still raises).
+            if not _is_store_failure(exc):
                 raise
             with self._lock:
                 first = self._down_until is None
                 self._down_until = self.clock() + self.retry_after
             if first:
                 logger.warning(
-                    "Redis state store unreachable (%s: %s); using this process's own state until it is back "
-                    "(retrying every %g s). Breakers, budgets and rate limits are per process meanwhile.",
+                    "Redis state store unavailable (%s: %s); using this process's own state until it is back "
+                    "(retrying every %g s). Breakers and rate limits are per process meanwhile; budgets go on "
+                    "from the last shared total and send this process's spend when Redis is back.",
                     type(exc).__name__,
                     exc,
                     self.retry_after,
                 )
             return local()
         if self._down_until is not None:
-            with self._lock:
-                self._down_until = None
-            logger.warning("Redis state store reachable again; state is shared again.")
+            self._recovered()
         return result
+
+    def _recovered(self) -> None:
+        with self._lock:
+            if self._down_until is None:
+                return
+            self._down_until = None
+            pending, self._pending = self._pending, {}
+        self.local.clear()  # the next outage starts from the shared state, not this one's leftovers
+        try:
+            for key, amounts in pending.items():
+                self._incr_remote(key, amounts)
+        except Exception as exc:
+            if not _is_store_failure(exc):
+                raise
+            with self._lock:  # gone again: keep the spend for the next recovery
+                for key, amounts in pending.items():
+                    _add_into(self._pending.setdefault(key, {}), amounts)
+                self._down_until = self.clock() + self.retry_after
+            return
+        logger.warning("Redis state store reachable again; state is shared again.")
 
     @property
     def available(self) -> bool:
@@ -354,20 +382,36 @@ class RedisStore(StateStore):
         return self._run(remote, lambda: self.local.update(key, change))
 
     # -- counters (budgets) ---------------------------------------------------------------------
-    def incr(self, key: str, amounts: Mapping[str, float]) -> dict[str, float]:
-        def remote() -> dict[str, float]:
-            name = self._k(key)
-            with self.client.pipeline(transaction=True) as pipe:
-                for field_name, amount in amounts.items():
-                    pipe.hincrbyfloat(name, field_name, amount)
-                pipe.expire(name, self.ttl * 30)
-                pipe.hgetall(name)
-                return _floats(pipe.execute()[-1])
+    def _incr_remote(self, key: str, amounts: Mapping[str, float]) -> dict[str, float]:
+        name = self._k(key)
+        with self.client.pipeline(transaction=True) as pipe:
+            for field_name, amount in amounts.items():
+                pipe.hincrbyfloat(name, field_name, amount)
+            pipe.expire(name, self.ttl * 30)
+            pipe.hgetall(name)
+            totals = _floats(pipe.execute()[-1])
+        self._last_counters[key] = totals
+        return totals
 
-        return self._run(remote, lambda: self.local.incr(key, amounts))
+    def _counters_while_down(self, key: str, add: Mapping[str, float] | None = None) -> dict[str, float]:
+        with self._lock:
+            pending = self._pending.setdefault(key, {})
+            if add:
+                _add_into(pending, add)
+            totals = dict(self._last_counters.get(key, {}))
+            _add_into(totals, pending)
+            return totals
+
+    def incr(self, key: str, amounts: Mapping[str, float]) -> dict[str, float]:
+        return self._run(lambda: self._incr_remote(key, amounts), lambda: self._counters_while_down(key, amounts))
 
     def counters(self, key: str) -> dict[str, float]:
-        return self._run(lambda: _floats(self.client.hgetall(self._k(key))), lambda: self.local.counters(key))
+        def remote() -> dict[str, float]:
+            totals = _floats(self.client.hgetall(self._k(key)))
+            self._last_counters[key] = totals
+            return totals
+
+        return self._run(remote, lambda: self._counters_while_down(key))
 
     def set_fields(self, key: str, values: Mapping[str, float]) -> None:
         def remote() -> None:
@@ -432,12 +476,20 @@ def _watch_error() -> type[BaseException]:
     return redis.WatchError
 
 
-def _is_unreachable(exc: BaseException) -> bool:
+def _is_store_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the store (any Redis error, a socket error, a damaged record)."""
+    if isinstance(exc, OSError | ValueError):  # ValueError: a record that is not our JSON
+        return True
     try:
         import redis
     except ImportError:  # pragma: no cover - a RedisStore given a foreign client
-        return isinstance(exc, OSError)
-    return isinstance(exc, redis.ConnectionError | redis.TimeoutError | OSError)
+        return False
+    return isinstance(exc, redis.RedisError)
+
+
+def _add_into(totals: dict[str, float], amounts: Mapping[str, float]) -> None:
+    for name, amount in amounts.items():
+        totals[name] = totals.get(name, 0.0) + amount
 
 
 def _describe_client(client: Any) -> str:
@@ -446,11 +498,21 @@ def _describe_client(client: Any) -> str:
 
 
 def _redact_url(url: str) -> str:
-    """A URL without its password, for printing."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    """A URL without its credentials (``user:password@`` or ``?password=``), for printing.
+
+    >>> _redact_url("redis://u:secret@host:6379/0?password=other&db=1")
+    'redis://***@host:6379/0?password=***&db=1'
+    """
+    from urllib.parse import parse_qsl, urlencode
+
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest.split("?", 1)[0]:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    if "?" in rest:
+        path, query = rest.split("?", 1)
+        pairs = [(k, "***" if k.lower() in ("password", "username", "user") else v) for k, v in parse_qsl(query)]
+        rest = f"{path}?{urlencode(pairs, safe='*')}"
+    return f"{scheme}{sep}{rest}"
 
 
 # -- the configured store ---------------------------------------------------------------------------
