@@ -224,3 +224,20 @@ async def test_llama_index_async_and_errors(llm, sim):
     sim.inject(GEMINI, Fault(status=404, times=1))
     with pytest.raises(ModelNotFoundError):
         await llm.acomplete("hi")
+
+
+def test_the_one_chunk_fallback_is_not_held_to_the_first_token_limit():
+    """Without native streaming an answer comes whole: a managed call (streamed under the hood, with a
+    first-token limit) waits for it under the request's own timeout instead of failing over."""
+    with AIsaSimulator(native_streaming=False) as sim:
+        sim.set_latency(0.8, model=GEMINI)
+        model = AIsaChatModel(
+            model=GEMINI,
+            api="gemini-native",
+            fallback_models=["gpt-4o-mini"],
+            first_token_timeout=0.3,
+            api_key=sim.api_key,
+            base_url=sim.base_url,
+        )
+        assert model.invoke("hi").response_metadata["model_name"] == GEMINI
+        assert model.invoke("again").response_metadata["model_name"] == GEMINI  # straight to :generateContent

@@ -4,6 +4,7 @@ compared with the simulator's own log, and spend caps that refuse before anythin
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -291,3 +292,32 @@ async def _aenumerate(stream):
     async for item in stream:
         yield i, item
         i += 1
+
+
+def test_leaving_at_the_finish_chunk_still_gets_the_usage(chat, sim):
+    with get_aisa_callback() as cb:
+        for chunk in chat.stream("short"):
+            if chunk.response_metadata.get("finish_reason"):
+                break  # the usage chunk has not been read yet
+    assert cb.estimated_cost == 0 and cb.total_cost == pytest.approx(sim.chat_requests()[-1].billed_cost)
+
+
+def test_asyncio_run_ending_right_after_a_break_counts_an_estimate_quietly(sim, caplog):
+    model = AIsaChatModel(model="gpt-4o-mini", api_key=sim.api_key, base_url=sim.base_url)
+    sim.script("one two three four five six seven eight nine ten " * 200, model="gpt-4o-mini")
+    tracker = CostTracker()
+
+    async def leave_early():
+        with tracking(tracker):
+            count = 0
+            async for _ in model.astream("story"):
+                count += 1
+                if count == 3:
+                    break
+
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(leave_early())  # ends at once: asyncio closes every async generator itself
+    assert tracker.requests == 1 and tracker.total_cost + tracker.estimated_cost > 0
+    # None of our generators is read while asyncio closes them. (httpcore's own byte stream may still be
+    # reported: asyncio closes it and its parent concurrently, as for any httpx stream left open.)
+    assert not any(name in caplog.text for name in ("ChatStream", "_iterate", "EngineStream", "_run", "_plain"))

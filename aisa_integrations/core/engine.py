@@ -1189,6 +1189,10 @@ async def _asalvage(source: Any, meter: StreamMeter | None) -> None:
     salvage = getattr(source, "salvage", None)
     if salvage is None or meter is None or meter.recorded:
         return
+    if getattr(asyncio.get_running_loop(), "_asyncgens_shutdown_called", False):
+        # asyncio.run is ending and closing every async generator at once, the source's among them:
+        # reading it now would race that close. The estimate stands.
+        return
     for chunk in await salvage(SALVAGE_SECONDS):
         meter.feed(chunk)
 

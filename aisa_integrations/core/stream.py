@@ -100,7 +100,11 @@ class _Choice:
             if len(delta) > 2 or not delta.keys() <= _DELTA_STANDARD:
                 for key, value in delta.items():
                     if key not in _DELTA_STANDARD and value is not None:
-                        self.extra[key] = value
+                        earlier = self.extra.get(key)
+                        if isinstance(value, list) and isinstance(earlier, list):
+                            self.extra[key] = earlier + value  # images, files, ...: each chunk adds some
+                        else:
+                            self.extra[key] = value
         if choice.get("finish_reason") is not None:
             self.finish_reason = choice["finish_reason"]
         logprobs = choice.get("logprobs")

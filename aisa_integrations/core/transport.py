@@ -528,7 +528,7 @@ class ChatStream:
         """The consumer left before the end: what arrives within ``seconds`` more (the rest of an answer
         the gateway had already sent, usage chunk included, or more of one still being written), read
         without raising; then the stream is closed."""
-        if self._state.finished:
+        if self._state.done:  # the end was read: nothing more will come (a finish chunk alone is not the end)
             return []
         sock = _socket_of(self._response)
         limit = Deadline(lambda: shutdown_socket(sock))
@@ -687,14 +687,15 @@ class AsyncChatStream:
 
     async def salvage(self, seconds: float) -> list[dict[str, Any]]:
         """Async :meth:`ChatStream.salvage`."""
-        if self._state.finished:
+        if self._state.done:
             return []
         chunks: list[dict[str, Any]] = []
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
         try:
-            async with asyncio.timeout(seconds) if sys.version_info >= (3, 11) else _nullcontext():
-                async for chunk in self._iterator:
-                    chunks.append(chunk)
-        except Exception:  # cut at the limit, or the answer failed: what was read still counts
+            while (left := end - loop.time()) > 0:
+                chunks.append(await asyncio.wait_for(self._iterator.__anext__(), left))
+        except (Exception, asyncio.CancelledError):  # the limit, the end, or a failed answer: what was read counts
             pass
         finally:
             await self.aclose()
@@ -1005,17 +1006,19 @@ def open_generate_content_stream(
             if not _stream_not_offered(err):
                 raise err from exc
     if response is None:
+        # One answer, all at once: its headers come when the whole generation is done, so the wait is the
+        # request's own timeout, not the first-token limit (which no non-streamed answer could meet).
         try:
             response = client.post(
                 _native_path(request, stream=False),
                 content=content,
                 cast_to=httpx2.Response,
-                options=_options(config, max_retries, first_token),
+                options=_options(config, max_retries, None),
                 stream=True,
                 stream_cls=None,
             )
         except _WIRE_ERRORS as exc:
-            raise _native_failed(exc, config, model, first_token) from exc
+            raise _native_failed(exc, config, model, None) from exc
         if tried:
             _remember_no_native_stream(config.base_url)
     if first_token is not None:
@@ -1062,12 +1065,12 @@ async def aopen_generate_content_stream(
                 _native_path(request, stream=False),
                 content=content,
                 cast_to=httpx2.Response,
-                options=_options(config, max_retries, first_token),
+                options=_options(config, max_retries, None),
                 stream=True,
                 stream_cls=None,
             )
         except _WIRE_ERRORS as exc:
-            raise _native_failed(exc, config, model, first_token) from exc
+            raise _native_failed(exc, config, model, None) from exc
         if tried:
             _remember_no_native_stream(config.base_url)
     if first_token is not None:
