@@ -424,3 +424,29 @@ def test_aisa_status_says_when_the_store_is_only_this_process(capsys):
 
     assert main(["status"]) == 0
     assert "AISA_STATE_URL" in capsys.readouterr().out
+
+
+def test_a_fallback_members_own_rate_limiter_is_honoured(sim):
+    from langchain_core.rate_limiters import InMemoryRateLimiter
+
+    sim.inject("gpt-4.1", Fault(status=503))
+    policy = FallbackPolicy(server_retries=0, circuit_breaker=False)
+    ours = AIsaRateLimiter(requests_per_minute=60, store=MemoryStore(clock=lambda: 0.0))  # one, then empty
+    member = AIsaChatModel(model="gpt-4o-mini", rate_limiter=ours, api_key=sim.api_key, base_url=sim.base_url)
+    model = AIsaChatModel(
+        model="gpt-4.1", fallback_models=[member], fallback_policy=policy, api_key=sim.api_key, base_url=sim.base_url
+    )
+    assert model.invoke("hi").response_metadata["model_name"] == "gpt-4o-mini"
+    assert _levels(ours.limiter)[0] == 0  # the member's attempt took from the member's limiter
+    assert ours.limiter.try_take() > 0  # ...which is now empty
+
+    class Counting(InMemoryRateLimiter):
+        taken = 0
+
+        def acquire(self, *, blocking: bool = True) -> bool:
+            Counting.taken += 1
+            return True
+
+    theirs = member.model_copy(update={"rate_limiter": Counting(requests_per_second=100)})
+    model.model_copy(update={"fallback_models": [theirs]}).invoke("hi")
+    assert Counting.taken == 1  # LangChain's kind: the member is called through LangChain, which applies it

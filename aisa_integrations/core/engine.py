@@ -104,6 +104,8 @@ class ModelTarget:
     params: Mapping[str, Any] = field(default_factory=dict)
     config: ClientConfig | None = None
     api: Api = "chat"
+    #: The member's own rate limiter (a configured chat model's), beside the plan's.
+    rate_limiter: RateLimiter | None = None
 
     def __post_init__(self) -> None:
         if self.api not in APIS:
@@ -803,42 +805,49 @@ class Engine:
         accounts.check(target.config or self.plan.config, target.model)
 
     # -- the rate limiter: one request and its token estimate per attempt, settled on usage ------
-    def _admission(self, attempt: _Attempt) -> tuple[RateLimiter, float, float] | None:
-        limiter = self.plan.rate_limiter
-        if limiter is None or attempt.request is None:
-            return None
-        requests = 0.0 if attempt.first and self.plan.first_request_paid else 1.0
-        tokens = 0.0
-        if limiter.tokens_per_minute is not None:
-            request = attempt.request
-            output = request.get("max_completion_tokens") or request.get("max_tokens") or 0
-            tokens = float(estimate_tokens(request.get("messages") or ()) + int(output) * int(request.get("n") or 1))
-        attempt.charged_tokens = tokens
-        return limiter, requests, tokens
+    def _admissions(self, attempt: _Attempt) -> list[tuple[RateLimiter, float, float]]:
+        """What each limiter takes for this attempt: the plan's (whose first request the framework
+        already took) and the member's own; (limiter, requests, tokens)."""
+        if attempt.request is None:
+            return []
+        limiters: list[tuple[RateLimiter, float]] = []
+        if self.plan.rate_limiter is not None:
+            limiters.append((self.plan.rate_limiter, 0.0 if attempt.first and self.plan.first_request_paid else 1.0))
+        own = getattr(attempt.target, "rate_limiter", None)
+        if own is not None and own is not self.plan.rate_limiter:
+            limiters.append((own, 1.0))
+        if not limiters:
+            return []
+        request = attempt.request
+        output = request.get("max_completion_tokens") or request.get("max_tokens") or 0
+        estimate = float(estimate_tokens(request.get("messages") or ()) + int(output) * int(request.get("n") or 1))
+        attempt.charged_tokens = estimate
+        return [(limiter, requests, estimate if limiter.tokens_per_minute else 0.0) for limiter, requests in limiters]
 
     def admit(self, attempt: _Attempt) -> None:
-        """Wait for the rate limiter (if any) before sending ``attempt``."""
-        admission = self._admission(attempt)
-        if admission is not None:
-            limiter, requests, tokens = admission
+        """Wait for the rate limiters (if any) before sending ``attempt``."""
+        for limiter, requests, tokens in self._admissions(attempt):
             limiter.acquire(requests, tokens)
 
     async def aadmit(self, attempt: _Attempt) -> None:
-        admission = self._admission(attempt)
-        if admission is not None:
-            limiter, requests, tokens = admission
+        for limiter, requests, tokens in self._admissions(attempt):
             await limiter.aacquire(requests, tokens)
+
+    def _limiters(self, attempt: _Attempt) -> list[RateLimiter]:
+        own = getattr(attempt.target, "rate_limiter", None)
+        return [lim for lim in (self.plan.rate_limiter, own if own is not self.plan.rate_limiter else None) if lim]
 
     def settler(self, attempt: _Attempt) -> Callable[[Usage], None] | None:
         """What a stream meter calls when the usage chunk arrives (None without a limiter)."""
-        if self.plan.rate_limiter is None:
+        if not self._limiters(attempt):
             return None
         return lambda usage: self.settle(attempt, usage)
 
     def settle(self, attempt: _Attempt, usage: Usage | None) -> None:
-        """The answer's real token count replaces the estimate the limiter was charged."""
-        limiter = self.plan.rate_limiter
-        if limiter is not None and usage is not None and usage.total_tokens is not None:
+        """The answer's real token count replaces the estimate the limiters were charged."""
+        if usage is None or usage.total_tokens is None:
+            return
+        for limiter in self._limiters(attempt):
             limiter.settle(usage.total_tokens - attempt.charged_tokens)
 
     def _timeouts(self) -> StreamTimeouts | None:

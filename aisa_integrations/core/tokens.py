@@ -1,9 +1,10 @@
 """Token counting that works offline for every model family, and never raises ImportError.
 
 An exact tokenizer is used where one is installed *and* has its data on this machine: for GPT
-models, ``tiktoken`` with its encoding file already in tiktoken's cache (``TIKTOKEN_CACHE_DIR``);
-nothing is ever downloaded. Every other case (Claude, Gemini, Qwen, DeepSeek, Grok, or GPT without
-tiktoken's data) uses the package's own estimate:
+models, ``tiktoken`` with its encoding file already in tiktoken's cache (``TIKTOKEN_CACHE_DIR``) and
+whole (its sha256 is checked first: tiktoken would download a damaged one); nothing is downloaded.
+Every other case (Claude, Gemini, Qwen, DeepSeek, Grok, or GPT without tiktoken's data) uses the
+package's own estimate:
 
 - text is split the way byte-level BPE tokenizers pre-split it (runs of letters, of digits, single
   punctuation marks, whitespace folded into the following word);
@@ -96,25 +97,46 @@ def _gpt_encoding_name(model: str) -> str:
     return "cl100k_base"
 
 
+#: tiktoken's encoding files: where tiktoken caches them from, and the sha256 it expects of them.
+_TIKTOKEN_FILES = {
+    "o200k_base": (
+        "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
+        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    ),
+    "cl100k_base": (
+        "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+        "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+    ),
+}
+
+
 def _cached_tiktoken(name: str) -> Any:
-    """tiktoken's encoding if tiktoken is installed and the encoding's file is in its cache (no download)."""
+    """tiktoken's encoding if tiktoken is installed and the encoding's file is in its cache, whole.
+
+    tiktoken downloads a missing or damaged file (with no timeout); so it is only asked for an
+    encoding whose cached file is there and has the expected hash, and never with caching off.
+    """
     try:
         import tiktoken
-        import tiktoken_ext.openai_public as public  # the registry of blob URLs tiktoken caches by
     except ImportError:
         return None
-    constructor = getattr(public, name, None)
-    if constructor is None:
-        return None
-    cache_dir = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
-    cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "data-gym-cache")
-    source = {"o200k_base": "o200k_base.tiktoken", "cl100k_base": "cl100k_base.tiktoken"}[name]
-    url = f"https://openaipublic.blob.core.windows.net/encodings/{source}"
-    if not os.path.exists(os.path.join(cache_dir, hashlib.sha1(url.encode()).hexdigest())):
+    if "TIKTOKEN_CACHE_DIR" in os.environ:
+        cache_dir = os.environ["TIKTOKEN_CACHE_DIR"]
+    else:
+        cache_dir = os.environ.get("DATA_GYM_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "data-gym-cache")
+    if not cache_dir or name not in _TIKTOKEN_FILES:
+        return None  # "" turns tiktoken's cache off: it would download every time
+    url, expected = _TIKTOKEN_FILES[name]
+    path = os.path.join(cache_dir, hashlib.sha1(url.encode()).hexdigest())
+    try:
+        with open(path, "rb") as handle:
+            if hashlib.sha256(handle.read()).hexdigest() != expected:
+                return None
+    except OSError:
         return None
     try:
         return tiktoken.get_encoding(name)
-    except Exception:  # a damaged cache file: the estimate is better than an error
+    except Exception:  # whatever else goes wrong, the estimate is better than an error
         return None
 
 

@@ -196,10 +196,15 @@ def foreign_target(member: Runnable) -> ForeignTarget:
 def target_of(member: Any) -> ModelTarget | ForeignTarget:
     """A fallback member or route value as an engine target: a plain ``AIsaChatModel`` is called over
     the wire with its own settings; anything else is called through LangChain."""
-    if isinstance(member, AIsaChatModel) and member._is_plain:
+    own_limiter = getattr(member, "rate_limiter", None)
+    # A member with LangChain's own kind of limiter is called through LangChain, which applies it; ours
+    # travels with the member to the engine, which takes from it on every attempt at the member.
+    wire_callable = own_limiter is None or isinstance(own_limiter, AIsaRateLimiter)
+    if isinstance(member, AIsaChatModel) and member._is_plain and wire_callable:
         params = wire.merge_params(member._default_params, extras=member.model_kwargs)
         params.pop("model", None)
-        return ModelTarget(member.model, params=params, config=member._config, api=member.api)
+        limiter = own_limiter.limiter if isinstance(own_limiter, AIsaRateLimiter) else None
+        return ModelTarget(member.model, params=params, config=member._config, api=member.api, rate_limiter=limiter)
     if isinstance(member, Runnable):
         return foreign_target(member)
     raise InvalidRequestError(

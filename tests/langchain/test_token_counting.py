@@ -70,6 +70,20 @@ def test_token_ids_without_an_exact_tokenizer_say_what_to_do():
         AIsaChatModel(model="claude-3-opus", api_key="k").get_token_ids("hi")
 
 
-def test_no_download_is_attempted_without_the_cached_file(tmp_path, monkeypatch):
+def test_no_download_is_attempted_without_a_whole_cached_file(tmp_path, monkeypatch):
+    import hashlib
+    import sys
+    import types
+
+    asked = []
+    fake = types.ModuleType("tiktoken")
+    fake.get_encoding = lambda name: asked.append(name) or "encoding"  # would download if the file were bad
+    monkeypatch.setitem(sys.modules, "tiktoken", fake)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
-    assert tokens._cached_tiktoken("o200k_base") is None  # tiktoken absent or its file absent: never fetched
+    assert tokens._cached_tiktoken("o200k_base") is None  # no file
+    url, _expected = tokens._TIKTOKEN_FILES["o200k_base"]
+    (tmp_path / hashlib.sha1(url.encode()).hexdigest()).write_bytes(b"damaged")
+    assert tokens._cached_tiktoken("o200k_base") is None  # a damaged file: tiktoken would fetch it again
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
+    assert tokens._cached_tiktoken("o200k_base") is None  # caching off: tiktoken would fetch every time
+    assert asked == []
