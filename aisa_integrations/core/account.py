@@ -87,6 +87,12 @@ class Accounts:
     def is_out_of_credits(self, config: Any) -> bool:
         return self._key(config) in self._out
 
+    def clear_gateway(self, base_url: str) -> None:
+        """Forget the out-of-credits marks of every key at one gateway."""
+        with self._lock:
+            for key in [k for k in self._out if k[0] == str(base_url)]:
+                del self._out[key]
+
     def clear(self, config: Any = None) -> None:
         """Forget the out-of-credits mark (of one account, or all): after adding credits."""
         with self._lock:

@@ -229,10 +229,13 @@ class BreakerRegistry:
             for key in store.keys("breaker")
         }
 
-    def reset(self) -> None:
+    def reset(self, base_url: str | None = None) -> None:
+        """Forget every breaker (or those of one gateway)."""
         store, _ = self._store_and_clock()
+        prefix = "breaker:" if base_url is None else f"breaker:{base_url} "
         for key in store.keys("breaker"):
-            store.update(key, lambda record: (None, None))
+            if key.startswith(prefix):
+                store.update(key, lambda record: (None, None))
 
 
 breakers = BreakerRegistry()

@@ -692,7 +692,8 @@ def usage_from_metadata(metadata: Any, usage: Any = None) -> dict[str, Any] | No
     if usage is not None:
         out.update({k: v for k, v in usage.items() if k not in ("cost", "credits_remaining")})
     if metadata is not None:
-        prompt = _int(metadata.get("promptTokenCount")) or 0
+        # Tool-use prompt tokens (results of Google's own tools) are billed as prompt tokens.
+        prompt = (_int(metadata.get("promptTokenCount")) or 0) + (_int(metadata.get("toolUsePromptTokenCount")) or 0)
         thoughts = _int(metadata.get("thoughtsTokenCount"))
         completion = (_int(metadata.get("candidatesTokenCount")) or 0) + (thoughts or 0)
         total = _int(metadata.get("totalTokenCount"))

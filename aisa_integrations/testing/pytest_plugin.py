@@ -45,10 +45,18 @@ def aisa_simulator_options() -> Mapping[str, Any]:
 @pytest.fixture
 def aisa_simulator(aisa_simulator_options: Mapping[str, Any]) -> Iterator[AIsaSimulator]:
     """A fresh AIsa simulator for this test: its own port, faults, scripts, log and balance."""
+    from ..core.account import accounts
+    from ..core.breakers import breakers
+    from ..core.transport import forget_native_streaming
     from .simulator import AIsaSimulator
 
     with AIsaSimulator(**dict(aisa_simulator_options)) as simulator:
         yield simulator
+    # What the process learnt about this gateway (open breakers, an out-of-credits mark, no native
+    # streaming) must not reach a later test whose simulator gets the same port.
+    breakers.reset(simulator.base_url)
+    accounts.clear_gateway(simulator.base_url)
+    forget_native_streaming(simulator.base_url)
 
 
 @pytest.fixture

@@ -683,3 +683,10 @@ def test_a_whole_answer_as_chunks():
     rebuilt = accumulator.completion()
     assert rebuilt["choices"][0]["message"]["tool_calls"] == completion["choices"][0]["message"]["tool_calls"]
     assert rebuilt["choices"][0]["message"]["content"] == "Hi" and rebuilt["usage"] == completion["usage"]
+
+
+def test_tool_use_prompt_tokens_count_as_prompt_tokens():
+    from aisa_integrations.core.gemini_native import usage_from_metadata
+
+    usage = usage_from_metadata({"promptTokenCount": 10, "toolUsePromptTokenCount": 4, "candidatesTokenCount": 5})
+    assert usage["prompt_tokens"] == 14 and usage["total_tokens"] == 19

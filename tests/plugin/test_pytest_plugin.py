@@ -69,3 +69,35 @@ def test_a_users_suite_gets_the_fixtures(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "4 passed" in result.stdout
+
+
+def test_the_fixture_forgets_what_was_learnt_about_its_gateway(tmp_path):
+    """A later test whose simulator reuses the port starts clean: no open breaker, no out-of-credits mark."""
+    (tmp_path / "test_state.py").write_text(
+        textwrap.dedent(
+            """
+            from aisa_integrations.core.breakers import BreakerSettings, breakers
+
+            URL = []
+
+
+            def test_one_opens_a_breaker(aisa_simulator):
+                URL.append(aisa_simulator.base_url)
+                for _ in range(3):
+                    breakers.get(aisa_simulator.base_url, "gpt-4.1").acquire(BreakerSettings()).failure()
+                assert breakers.get(aisa_simulator.base_url, "gpt-4.1").state == "open"
+
+
+            def test_two_sees_it_forgotten():
+                assert breakers.get(URL[0], "gpt-4.1").state == "closed"
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
