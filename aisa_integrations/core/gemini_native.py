@@ -659,14 +659,21 @@ _FINISH = {
 
 def _malformed(what: str, model: str | None) -> E.MalformedResponseError:
     return E.MalformedResponseError(
-        f"{what}. (model={model}) This is a gateway or proxy fault; retry, or configure a fallback model.",
+        f"{what}. (model={model}) The answer is unusable; retry, or configure a fallback model.",
         model=model,
     )
 
 
-def _finish_reason(native: Any, has_calls: bool) -> str | None:
+#: Gemini gave up on an answer it started: passed off as complete it would look like an empty reply,
+#: so it is a malformed answer (retried, or failed over, like any other).
+_BROKEN = frozenset({"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"})
+
+
+def _finish_reason(native: Any, has_calls: bool, model: str | None = None) -> str | None:
     if native is None or native == "FINISH_REASON_UNSPECIFIED":
         return None
+    if native in _BROKEN:
+        raise _malformed(f"Gemini ended the answer with finishReason {native}", model)
     reason = _FINISH.get(str(native), "stop")
     return "tool_calls" if reason == "stop" and has_calls else reason
 
@@ -851,7 +858,7 @@ def completion_from_generate_content(body: Mapping[str, Any], model: str) -> dic
         text = "".join(reading.text)
         message: dict[str, Any] = {"role": "assistant", "content": text if text or not reading.calls else None}
         message.update(reading.fields())
-        finish = _finish_reason(candidate.get("finishReason"), bool(reading.calls))
+        finish = _finish_reason(candidate.get("finishReason"), bool(reading.calls), model)
         if finish is None:
             finish = "tool_calls" if reading.calls else "stop"
         index = candidate.get("index")
@@ -998,7 +1005,7 @@ def chunks_from_stream_event(event: Mapping[str, Any], model: str, state: Native
             state.tools[index] = first + len(reading.calls)
             fields["tool_calls"] = [{**call, "index": first + k} for k, call in enumerate(reading.calls)]
         delta.update(fields)
-        finish = _finish_reason(candidate.get("finishReason"), bool(state.tools.get(index)))
+        finish = _finish_reason(candidate.get("finishReason"), bool(state.tools.get(index)), model)
         if finish is not None:
             state.finished.add(index)
         if delta or finish is not None:

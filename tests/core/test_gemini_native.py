@@ -478,7 +478,6 @@ def test_function_calls_get_unique_ids_and_json_arguments():
         ("BLOCKLIST", "content_filter"),
         ("PROHIBITED_CONTENT", "content_filter"),
         ("SPII", "content_filter"),
-        ("MALFORMED_FUNCTION_CALL", "stop"),
         ("OTHER", "stop"),
     ],
 )
@@ -690,3 +689,12 @@ def test_tool_use_prompt_tokens_count_as_prompt_tokens():
 
     usage = usage_from_metadata({"promptTokenCount": 10, "toolUsePromptTokenCount": 4, "candidatesTokenCount": 5})
     assert usage["prompt_tokens"] == 14 and usage["total_tokens"] == 19
+
+
+def test_a_malformed_function_call_is_a_malformed_answer_not_an_empty_reply():
+    from aisa_integrations.core.errors import MalformedResponseError
+    from aisa_integrations.core.gemini_native import completion_from_generate_content
+
+    body = {"candidates": [{"content": {"role": "model", "parts": []}, "finishReason": "MALFORMED_FUNCTION_CALL"}]}
+    with pytest.raises(MalformedResponseError, match="MALFORMED_FUNCTION_CALL"):
+        completion_from_generate_content(body, "gemini-2.0-flash")
