@@ -1194,13 +1194,15 @@ def _salvage(source: Any, meter: StreamMeter | None) -> None:
         meter.feed(chunk)
 
 
-async def _asalvage(source: Any, meter: StreamMeter | None) -> None:
+async def _asalvage(source: Any, meter: StreamMeter | None, owner: asyncio.Task[Any] | None) -> None:
     salvage = getattr(source, "salvage", None)
     if salvage is None or meter is None or meter.recorded:
         return
-    if getattr(asyncio.get_running_loop(), "_asyncgens_shutdown_called", False):
-        # asyncio.run is ending and closing every async generator at once, the source's among them:
-        # reading it now would race that close. The estimate stands.
+    if asyncio.current_task() is not owner:
+        # Closed by the event loop's finaliser, not by the code that read it (langchain-core does not
+        # close the model's stream): that task may be cancelled at any await, and asyncio.run then
+        # closes every async generator at once, ours among them. Reading on would race it: the
+        # estimate stands.
         return
     for chunk in await salvage(SALVAGE_SECONDS):
         meter.feed(chunk)
@@ -1236,6 +1238,7 @@ class AsyncEngineStream:
         await self._iterator.aclose()
 
     async def _plain(self, target: ModelTarget) -> AsyncIterator[Any]:
+        owner = asyncio.current_task()  # the task reading the stream (see _asalvage)
         attempt = _Attempt(target, 0, None, 0.0, 0, 0.0, self.engine.attempt_request(self.call, target, None))
         self.engine.before_send(target, attempt.request)  # type: ignore[arg-type]
         with _credits_watch(target, self.engine.plan.config):
@@ -1248,14 +1251,14 @@ class AsyncEngineStream:
                 meter.feed(chunk)
                 yield chunk
         except GeneratorExit:
-            await _asalvage(source, meter)
+            await _asalvage(source, meter, owner)
             raise
         except Exception:
             meter.recorded = True  # a failed answer: the gateway's billing of it is unknown, so no guess
             raise
         finally:
+            meter.finish()  # before any await here: a cancelled close must not lose the count
             await _aclose(source)
-            meter.finish()
 
     async def _run(self) -> AsyncIterator[Any]:
         plain = self.engine._plain_target(self.call)
@@ -1263,6 +1266,7 @@ class AsyncEngineStream:
             async for chunk in self._plain(plain):
                 yield chunk
             return
+        owner = asyncio.current_task()  # the task reading the stream (see _asalvage)
         loop, engine, call = self._loop, self.engine, self.call
         while True:
             attempt = loop.next()
@@ -1287,13 +1291,15 @@ class AsyncEngineStream:
                     await engine.asleep(wait)
                 continue
             except BaseException as exc:  # cancellation, GeneratorExit
-                if isinstance(exc, GeneratorExit):
-                    await _asalvage(source, gate.meter)
-                await _aclose(source)
-                if gate.meter is not None and source is not None:
-                    gate.meter.finish()  # the gateway bills what it sent: counted, as an estimate
-                if attempt.permit is not None:
-                    attempt.permit.release()
+                try:
+                    if isinstance(exc, GeneratorExit):
+                        await _asalvage(source, gate.meter, owner)
+                finally:  # counted and released before any other await: a cancel must not lose either
+                    if gate.meter is not None and source is not None:
+                        gate.meter.finish()  # the gateway bills what it sent: counted, as an estimate
+                    if attempt.permit is not None:
+                        attempt.permit.release()
+                    await _aclose(source)
                 raise
             if gate.meter is not None:
                 gate.meter.finish()

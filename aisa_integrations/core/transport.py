@@ -695,7 +695,7 @@ class AsyncChatStream:
         try:
             while (left := end - loop.time()) > 0:
                 chunks.append(await asyncio.wait_for(self._iterator.__anext__(), left))
-        except (Exception, asyncio.CancelledError):  # the limit, the end, or a failed answer: what was read counts
+        except Exception:  # the limit, the end, or a failed answer: what was read counts (a cancel propagates)
             pass
         finally:
             await self.aclose()
