@@ -29,7 +29,8 @@ import json
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -204,6 +205,49 @@ def decode_completion(
 # -- non-streamed ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Format:
+    """What differs between the wire formats on a non-streamed POST: the path, the body, reading
+    an SDK failure, and decoding the answer. Everything else (client, options, mapping) is shared."""
+
+    path: Callable[[Mapping[str, Any]], str]
+    body: Callable[[Mapping[str, Any]], bytes]
+    failed: Callable[[BaseException, ClientConfig, str | None, float | None], BaseException]
+    decode: Callable[..., dict[str, Any]]
+
+
+def _post(
+    wire: _Format, config: ClientConfig, request: Mapping[str, Any], max_retries: int | None, timeout: float | None
+) -> dict[str, Any]:
+    model = request.get("model")
+    path, content = wire.path(request), wire.body(request)
+    try:
+        response = get_client(config).post(
+            path, content=content, cast_to=httpx2.Response, options=_options(config, max_retries, timeout)
+        )
+    except _WIRE_ERRORS as exc:
+        raise wire.failed(exc, config, model, None) from exc
+    return wire.decode(
+        response.content, status=response.status_code, headers=response.headers, config=config, model=model
+    )
+
+
+async def _apost(
+    wire: _Format, config: ClientConfig, request: Mapping[str, Any], max_retries: int | None, timeout: float | None
+) -> dict[str, Any]:
+    model = request.get("model")
+    path, content = wire.path(request), wire.body(request)
+    try:
+        response = await get_async_client(config).post(
+            path, content=content, cast_to=httpx2.Response, options=_options(config, max_retries, timeout)
+        )
+    except _WIRE_ERRORS as exc:
+        raise wire.failed(exc, config, model, None) from exc
+    return wire.decode(
+        response.content, status=response.status_code, headers=response.headers, config=config, model=model
+    )
+
+
 def post_chat(
     config: ClientConfig,
     request: Mapping[str, Any],
@@ -212,19 +256,7 @@ def post_chat(
     timeout: float | None = None,
 ) -> dict[str, Any]:
     """POST /chat/completions and return the completion as a dict (``_request_id`` added)."""
-    model = request.get("model")
-    try:
-        response = get_client(config).post(
-            _PATH,
-            content=_body(request, stream=False, include_usage=False),
-            cast_to=httpx2.Response,
-            options=_options(config, max_retries, timeout),
-        )
-    except _WIRE_ERRORS as exc:
-        raise _request_failed(exc, config, model, None) from exc
-    return decode_completion(
-        response.content, status=response.status_code, headers=response.headers, config=config, model=model
-    )
+    return _post(_CHAT, config, request, max_retries, timeout)
 
 
 async def apost_chat(
@@ -235,19 +267,7 @@ async def apost_chat(
     timeout: float | None = None,
 ) -> dict[str, Any]:
     """Async :func:`post_chat`."""
-    model = request.get("model")
-    try:
-        response = await get_async_client(config).post(
-            _PATH,
-            content=_body(request, stream=False, include_usage=False),
-            cast_to=httpx2.Response,
-            options=_options(config, max_retries, timeout),
-        )
-    except _WIRE_ERRORS as exc:
-        raise _request_failed(exc, config, model, None) from exc
-    return decode_completion(
-        response.content, status=response.status_code, headers=response.headers, config=config, model=model
-    )
+    return await _apost(_CHAT, config, request, max_retries, timeout)
 
 
 # -- SSE ------------------------------------------------------------------------------------
@@ -933,17 +953,7 @@ def post_generate_content(
     timeout: float | None = None,
 ) -> dict[str, Any]:
     """POST /models/{model}:generateContent for an OpenAI-format request; the answer as a completion dict."""
-    model = request.get("model")
-    path, content = _native_path(request, stream=False), _native_body(request)
-    try:
-        response = get_client(config).post(
-            path, content=content, cast_to=httpx2.Response, options=_options(config, max_retries, timeout)
-        )
-    except _WIRE_ERRORS as exc:
-        raise _native_failed(exc, config, model, None) from exc
-    return decode_generate_content(
-        response.content, status=response.status_code, headers=response.headers, config=config, model=model
-    )
+    return _post(_NATIVE, config, request, max_retries, timeout)
 
 
 async def apost_generate_content(
@@ -954,17 +964,7 @@ async def apost_generate_content(
     timeout: float | None = None,
 ) -> dict[str, Any]:
     """Async :func:`post_generate_content`."""
-    model = request.get("model")
-    path, content = _native_path(request, stream=False), _native_body(request)
-    try:
-        response = await get_async_client(config).post(
-            path, content=content, cast_to=httpx2.Response, options=_options(config, max_retries, timeout)
-        )
-    except _WIRE_ERRORS as exc:
-        raise _native_failed(exc, config, model, None) from exc
-    return decode_generate_content(
-        response.content, status=response.status_code, headers=response.headers, config=config, model=model
-    )
+    return await _apost(_NATIVE, config, request, max_retries, timeout)
 
 
 def _stream_not_offered(err: BaseException) -> bool:
@@ -1077,3 +1077,18 @@ async def aopen_generate_content_stream(
         response.request.extensions.get("timeout", {})["read"] = config.timeout
     state = _NativeStreamState(config, model, response, include_usage)
     return AsyncChatStream(response, config=config, model=model, timeouts=timeouts, started=started, state=state)
+
+
+# The two formats' non-streamed POSTs (defined last: they name functions from the whole module).
+_CHAT = _Format(
+    path=lambda request: _PATH,
+    body=lambda request: _body(request, stream=False, include_usage=False),
+    failed=_request_failed,
+    decode=decode_completion,
+)
+_NATIVE = _Format(
+    path=lambda request: _native_path(request, stream=False),
+    body=lambda request: _native_body(request),
+    failed=_native_failed,
+    decode=decode_generate_content,
+)
