@@ -551,6 +551,9 @@ class ChatStream:
         if self._state.done:  # the end was read: nothing more will come (a finish chunk alone is not the end)
             return []
         sock = _socket_of(self._response)
+        if sock is None:  # a transport without a socket to cut (HTTP/2, a custom one): no way to bound the read
+            self.close()
+            return []
         limit = Deadline(lambda: shutdown_socket(sock))
         limit.arm(time.monotonic() + seconds)
         chunks: list[dict[str, Any]] = []
