@@ -1180,13 +1180,14 @@ def _wrap(item: Any, target: Target) -> Any:
     return ForeignItem(item) if isinstance(target, ForeignTarget) else item
 
 
-#: How long a stream the consumer left is read on for what the gateway already sent (its usage chunk,
-#: when the answer was finished: then the cost is exact, not estimated). Short: the consumer is gone.
-SALVAGE_SECONDS = 0.05
+#: A stream the consumer left is read on while its data keeps coming (a gap of 10 ms ends it), for at
+#: most this long: an answer the gateway already sent is read to its usage chunk (an exact cost); one
+#: still being written is cut at once, so the gateway stops generating. Short: the consumer is gone.
+SALVAGE_SECONDS = 0.25
 
 
 def _salvage(source: Any, meter: StreamMeter | None) -> None:
-    """The consumer left before the usage chunk: count what arrives within ``SALVAGE_SECONDS``."""
+    """The consumer left before the usage chunk: count what is already on its way (``SALVAGE_SECONDS``)."""
     salvage = getattr(source, "salvage", None)
     if salvage is None or meter is None or meter.recorded:
         return

@@ -455,6 +455,10 @@ def _is_event_stream(response: httpx2.Response) -> bool:
     return "text/event-stream" in ctype or not ctype
 
 
+#: A stream the consumer left is read on while data keeps arriving within this many seconds.
+_SALVAGE_IDLE = 0.01
+
+
 class ChatStream:
     """One streamed answer as chunk dicts (iterate once). ``close()`` abandons it at once."""
 
@@ -544,10 +548,11 @@ class ChatStream:
         except httpx2.HTTPError:
             return
 
-    def salvage(self, seconds: float) -> list[dict[str, Any]]:
-        """The consumer left before the end: what arrives within ``seconds`` more (the rest of an answer
-        the gateway had already sent, usage chunk included, or more of one still being written), read
-        without raising; then the stream is closed."""
+    def salvage(self, seconds: float, idle: float = _SALVAGE_IDLE) -> list[dict[str, Any]]:
+        """The consumer left before the end: what is already on its way, read without raising, then
+        the stream is closed. Reading stops when nothing arrives for ``idle`` seconds (the gateway is
+        still writing, slower than it is read) or after ``seconds`` in all: the rest of an answer the
+        gateway had already sent (usage chunk included) is read whole; a slow one is cut at once."""
         if self._state.done:  # the end was read: nothing more will come (a finish chunk alone is not the end)
             return []
         sock = _socket_of(self._response)
@@ -555,12 +560,13 @@ class ChatStream:
             self.close()
             return []
         limit = Deadline(lambda: shutdown_socket(sock))
-        limit.arm(time.monotonic() + seconds)
+        end = time.monotonic() + seconds
         chunks: list[dict[str, Any]] = []
         try:
-            for chunk in self._iterator:
-                chunks.append(chunk)
-        except Exception:  # cut at the limit, or the answer failed: what was read still counts
+            while (now := time.monotonic()) < end:  # bytes already read are parsed without a socket read
+                limit.arm(min(now + idle, end))
+                chunks.append(next(self._iterator))
+        except (StopIteration, Exception):  # the end, cut at a limit, or a failed answer: what was read counts
             pass
         finally:
             limit.close()
@@ -708,7 +714,7 @@ class AsyncChatStream:
         except (httpx2.HTTPError, TimeoutError, asyncio.TimeoutError):
             return
 
-    async def salvage(self, seconds: float) -> list[dict[str, Any]]:
+    async def salvage(self, seconds: float, idle: float = _SALVAGE_IDLE) -> list[dict[str, Any]]:
         """Async :meth:`ChatStream.salvage`."""
         if self._state.done:
             return []
@@ -717,7 +723,7 @@ class AsyncChatStream:
         end = loop.time() + seconds
         try:
             while (left := end - loop.time()) > 0:
-                chunks.append(await asyncio.wait_for(self._iterator.__anext__(), left))
+                chunks.append(await asyncio.wait_for(self._iterator.__anext__(), min(left, idle)))
         except Exception:  # the limit, the end, or a failed answer: what was read counts (a cancel propagates)
             pass
         finally:
