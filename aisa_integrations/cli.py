@@ -397,10 +397,24 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    import logging
+
     from .core.state import current_store, store_from
     from .core.status import format_status, status
 
-    report = status(store_from(args.store) if args.store else current_store())
+    # This process's own fallback state is not what an operator asks about: an unreachable store is
+    # an error of the command (exit 9), said once, not the library's warning plus an empty report.
+    logging.getLogger("aisa_integrations.state").setLevel(logging.ERROR)
+    store = store_from(args.store) if args.store else current_store()
+    report = status(store)
+    if not report["reachable"]:
+        where = store.description.split(" (")[0].removeprefix("redis ")
+        message = f"the Redis state store at {where} cannot be reached; nothing to report."
+        if args.json:
+            _print_json({"error": {"type": "StoreUnavailable", "message": message, "exit_code": 9}})
+        else:
+            print(f"error: {message}", file=sys.stderr)
+        return 9
     if args.json:
         _print_json(report)
     else:

@@ -450,3 +450,11 @@ def test_a_fallback_members_own_rate_limiter_is_honoured(sim):
     theirs = member.model_copy(update={"rate_limiter": Counting(requests_per_second=100)})
     model.model_copy(update={"fallback_models": [theirs]}).invoke("hi")
     assert Counting.taken == 1  # LangChain's kind: the member is called through LangChain, which applies it
+
+
+def test_aisa_status_with_an_unreachable_store_is_an_error(capsys):
+    from aisa_integrations.cli import main
+
+    assert main(["status", "--store", "redis://127.0.0.1:1/0"]) == 9
+    captured = capsys.readouterr()
+    assert "cannot be reached" in captured.err and captured.out == ""
