@@ -14,38 +14,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
+from .core import _ERRORS  # the one list of error names (core/__init__.py); imports no openai
 
 if TYPE_CHECKING:  # pragma: no cover
     from .core import *
     from .langchain import AIsaChatModel
     from .llama_index import AIsaLLM
-
-_ERRORS = (
-    "AIsaAPIError",
-    "AIsaError",
-    "AIsaStatusError",
-    "APIConnectionError",
-    "APITimeoutError",
-    "AuthenticationError",
-    "BadRequestError",
-    "ConfigurationError",
-    "ContentPolicyError",
-    "ContextLengthExceededError",
-    "FirstTokenTimeoutError",
-    "BudgetExceededError",
-    "InsufficientCreditsError",
-    "InvalidRequestError",
-    "MalformedResponseError",
-    "MissingAPIKeyError",
-    "ModelNotFoundError",
-    "NoEligibleModelError",
-    "PermissionDeniedError",
-    "RateLimitError",
-    "ServerError",
-    "StreamError",
-    "StreamInterruptedError",
-    "StreamStalledError",
-)
 
 # Every public name is imported on first use: the openai SDK alone takes ~0.5 s to import, and
 # neither framework may be imported by `import aisa_integrations`.

@@ -203,13 +203,13 @@ def model_classifier(
     the built-in classifier (see :meth:`TaskRouter.classify`).
     """
     from .costs import record_usage
-    from .transport import post_chat
+    from .transport import post
     from .usage import parse_usage
 
     allowed = [t for t in tasks if t != "default"]
 
     def classify(text: str) -> Classification:
-        completion = post_chat(
+        completion = post(
             config,
             {
                 "model": model,

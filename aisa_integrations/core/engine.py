@@ -857,22 +857,18 @@ class Engine:
         timeouts = StreamTimeouts(policy.first_token_timeout, policy.stall_timeout)
         return timeouts if timeouts.active else None
 
-    # -- the wire: one place that picks the transport function for a target's format -----------
+    # -- the wire: the target's format picks the transport's path, body and decoder ----------------
     @staticmethod
     def _post(target: ModelTarget, config: ClientConfig, request: Mapping[str, Any]) -> dict[str, Any]:
         from . import transport
 
-        if target.api == "gemini-native":
-            return transport.post_generate_content(config, request)
-        return transport.post_chat(config, request)
+        return transport.post(config, request, api=target.api)
 
     @staticmethod
     async def _apost(target: ModelTarget, config: ClientConfig, request: Mapping[str, Any]) -> dict[str, Any]:
         from . import transport
 
-        if target.api == "gemini-native":
-            return await transport.apost_generate_content(config, request)
-        return await transport.apost_chat(config, request)
+        return await transport.apost(config, request, api=target.api)
 
     @staticmethod
     def _open_wire(
@@ -884,9 +880,10 @@ class Engine:
     ) -> Any:
         from . import transport
 
-        opener = transport.open_generate_content_stream if target.api == "gemini-native" else transport.open_chat_stream
         # Usage is always asked for: an answer that cannot be counted cannot be tracked or budgeted.
-        return opener(config, request, include_usage=True, timeouts=timeouts, clock=clock)
+        return transport.open_stream(
+            config, request, api=target.api, include_usage=True, timeouts=timeouts, clock=clock
+        )
 
     @staticmethod
     async def _aopen_wire(
@@ -894,9 +891,7 @@ class Engine:
     ) -> Any:
         from . import transport
 
-        if target.api == "gemini-native":
-            return await transport.aopen_generate_content_stream(config, request, include_usage=True, timeouts=timeouts)
-        return await transport.aopen_chat_stream(config, request, include_usage=True, timeouts=timeouts)
+        return await transport.aopen_stream(config, request, api=target.api, include_usage=True, timeouts=timeouts)
 
     # -- non-streamed calls -----------------------------------------------------------------
     def _complete_once(self, attempt: _Attempt, call: Call) -> tuple[dict[str, Any] | None, Any]:

@@ -1,4 +1,7 @@
-"""The wire: one chat-completions request, sent through the openai SDK's client, answered in plain dicts.
+"""The wire: one request, sent through the openai SDK's client, answered in plain dicts.
+
+:func:`post` / :func:`apost` and :func:`open_stream` / :func:`aopen_stream` take an OpenAI-format
+request and the wire format (``api="chat"`` or ``"gemini-native"``).
 
 Requests go out through the SDK's documented low-level ``client.post`` (its auth, headers, retries,
 timeouts and status → exception mapping are kept); the body is sent as the dict it already is
@@ -14,12 +17,11 @@ truncated answer passed off as complete; the request id comes from the headers. 
 the end of the body after ``[DONE]`` so their connection goes back to the pool.
 
 Gemini's native format (a target with ``api="gemini-native"``) goes through the same client, the same
-checks and the same error mapping: :func:`post_generate_content` / :func:`open_generate_content_stream`
-(and their async twins) send ``POST /models/{model}:generateContent`` (``:streamGenerateContent?alt=sse``
-for a stream) and answer with the same completion dicts and chunk streams as the chat functions; the
-translation both ways is :mod:`~aisa_integrations.core.gemini_native`. A gateway that does not offer
-the streaming method (404/405) is answered by one ``generateContent`` delivered as chunks, and that
-is remembered per base URL for the rest of the process.
+checks and the same error mapping: ``POST /models/{model}:generateContent`` (``:streamGenerateContent
+?alt=sse`` for a stream), answered with the same completion dicts and chunk streams as the chat
+format; the translation both ways is :mod:`~aisa_integrations.core.gemini_native`. A gateway that does
+not offer the streaming method (404/405) is answered by one ``generateContent`` delivered as chunks,
+and that is remembered per base URL for the rest of the process.
 """
 
 from __future__ import annotations
@@ -48,15 +50,15 @@ __all__ = [
     "ChatStream",
     "aopen_chat_stream",
     "aopen_generate_content_stream",
-    "apost_chat",
-    "apost_generate_content",
+    "aopen_stream",
+    "apost",
     "decode_generate_content",
     "forget_native_streaming",
     "native_streaming_offered",
     "open_chat_stream",
     "open_generate_content_stream",
-    "post_chat",
-    "post_generate_content",
+    "open_stream",
+    "post",
 ]
 
 _PATH = "/chat/completions"
@@ -246,28 +248,6 @@ async def _apost(
     return wire.decode(
         response.content, status=response.status_code, headers=response.headers, config=config, model=model
     )
-
-
-def post_chat(
-    config: ClientConfig,
-    request: Mapping[str, Any],
-    *,
-    max_retries: int | None = None,
-    timeout: float | None = None,
-) -> dict[str, Any]:
-    """POST /chat/completions and return the completion as a dict (``_request_id`` added)."""
-    return _post(_CHAT, config, request, max_retries, timeout)
-
-
-async def apost_chat(
-    config: ClientConfig,
-    request: Mapping[str, Any],
-    *,
-    max_retries: int | None = None,
-    timeout: float | None = None,
-) -> dict[str, Any]:
-    """Async :func:`post_chat`."""
-    return await _apost(_CHAT, config, request, max_retries, timeout)
 
 
 # -- SSE ------------------------------------------------------------------------------------
@@ -954,28 +934,6 @@ class _NativeStreamState(_StreamState):
         return self._track(chunks)
 
 
-def post_generate_content(
-    config: ClientConfig,
-    request: Mapping[str, Any],
-    *,
-    max_retries: int | None = None,
-    timeout: float | None = None,
-) -> dict[str, Any]:
-    """POST /models/{model}:generateContent for an OpenAI-format request; the answer as a completion dict."""
-    return _post(_NATIVE, config, request, max_retries, timeout)
-
-
-async def apost_generate_content(
-    config: ClientConfig,
-    request: Mapping[str, Any],
-    *,
-    max_retries: int | None = None,
-    timeout: float | None = None,
-) -> dict[str, Any]:
-    """Async :func:`post_generate_content`."""
-    return await _apost(_NATIVE, config, request, max_retries, timeout)
-
-
 def _stream_not_offered(err: BaseException) -> bool:
     return isinstance(err, E.AIsaStatusError) and err.status_code in _NOT_OFFERED
 
@@ -1088,6 +1046,49 @@ async def aopen_generate_content_stream(
     return AsyncChatStream(response, config=config, model=model, timeouts=timeouts, started=started, state=state)
 
 
+# -- one entry per direction, whatever the wire format ------------------------------------------
+
+
+def post(
+    config: ClientConfig,
+    request: Mapping[str, Any],
+    *,
+    api: str = "chat",
+    max_retries: int | None = None,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """POST an OpenAI-format request in the wire format ``api`` (``"chat"``: ``/chat/completions``;
+    ``"gemini-native"``: ``/models/{model}:generateContent``); the answer as a completion dict
+    (``_request_id`` added), or a typed error."""
+    return _post(_FORMATS[api], config, request, max_retries, timeout)
+
+
+async def apost(
+    config: ClientConfig,
+    request: Mapping[str, Any],
+    *,
+    api: str = "chat",
+    max_retries: int | None = None,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Async :func:`post`."""
+    return await _apost(_FORMATS[api], config, request, max_retries, timeout)
+
+
+def open_stream(config: ClientConfig, request: Mapping[str, Any], *, api: str = "chat", **options: Any) -> ChatStream:
+    """Stream an OpenAI-format request in the wire format ``api`` (see :func:`open_chat_stream`)."""
+    opener = open_generate_content_stream if api == "gemini-native" else open_chat_stream
+    return opener(config, request, **options)
+
+
+async def aopen_stream(
+    config: ClientConfig, request: Mapping[str, Any], *, api: str = "chat", **options: Any
+) -> AsyncChatStream:
+    """Async :func:`open_stream`."""
+    opener = aopen_generate_content_stream if api == "gemini-native" else aopen_chat_stream
+    return await opener(config, request, **options)
+
+
 # The two formats' non-streamed POSTs (defined last: they name functions from the whole module).
 _CHAT = _Format(
     path=lambda request: _PATH,
@@ -1101,3 +1102,4 @@ _NATIVE = _Format(
     failed=_native_failed,
     decode=decode_generate_content,
 )
+_FORMATS = {"chat": _CHAT, "gemini-native": _NATIVE}

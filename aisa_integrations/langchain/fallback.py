@@ -16,7 +16,11 @@ __all__ = ["FallbackRunnable"]
 
 
 def policy_from(policy: FallbackPolicy | None, arguments: dict[str, Any]) -> FallbackPolicy:
-    """The policy a constructor was given: ``policy=``, or its fields as keywords (not both)."""
+    """The policy a constructor was given: ``policy=``, or its fields as keywords (not both), or the
+    ``fallback_policy`` that ``dumpd`` stored (in ``arguments["kwargs"]``; taken out of them)."""
+    dumped = arguments["kwargs"].pop("fallback_policy", None)
+    if policy is None and dumped is not None:
+        policy = dumped if isinstance(dumped, FallbackPolicy) else FallbackPolicy.from_dict(dumped)
     fields = {name: arguments[name] for name in FallbackPolicy.field_names()}
     fields["fallback_on"] = frozenset(fields["fallback_on"])
     defaults = FallbackPolicy()
@@ -89,9 +93,6 @@ class FallbackRunnable(AIsaChatModel):
             raise as_langchain_error(
                 InvalidRequestError("FallbackRunnable needs at least one model, e.g. ['gpt-4.1', 'claude-3-sonnet'].")
             )
-        dumped = kwargs.pop("fallback_policy", None)  # a policy as ``dumpd`` stored it
-        if policy is None and dumped is not None:
-            policy = dumped if isinstance(dumped, FallbackPolicy) else FallbackPolicy.from_dict(dumped)
         chosen = policy_from(policy, locals())
         primary = models[0]
         model = (

@@ -76,9 +76,6 @@ class TaskRouterRunnable(AIsaChatModel):
         policy: FallbackPolicy | None = None,
         **kwargs: Any,
     ) -> None:
-        dumped = kwargs.pop("fallback_policy", None)  # a policy as ``dumpd`` stored it
-        if policy is None and dumped is not None:
-            policy = dumped if isinstance(dumped, FallbackPolicy) else FallbackPolicy.from_dict(dumped)
         chosen = policy_from(policy, locals())
         super().__init__(
             routes=dict(routes or {}),

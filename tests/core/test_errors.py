@@ -11,7 +11,7 @@ import pytest
 from aisa_integrations.core import ClientConfig
 from aisa_integrations.core import errors as E
 from aisa_integrations.core.chat import chat
-from aisa_integrations.core.transport import aopen_chat_stream, apost_chat, open_chat_stream, post_chat
+from aisa_integrations.core.transport import aopen_chat_stream, apost, open_chat_stream, post
 from aisa_integrations.testing import Fault
 
 HELLO = [{"role": "user", "content": "Say hello to the whole wide world"}]
@@ -23,7 +23,7 @@ def config_for(sim, **kw):
 
 
 def call(sim, model="gpt-4o", **kw):
-    return post_chat(config_for(sim, **kw), {"model": model, "messages": HELLO})
+    return post(config_for(sim, **kw), {"model": model, "messages": HELLO})
 
 
 STATUS_CASES = [
@@ -70,7 +70,7 @@ def test_every_status_maps_to_a_typed_error(sim, fault, ours, sdk, code):
 async def test_async_path_maps_the_same(sim):
     sim.inject("gpt-4o", Fault(status=402))
     with pytest.raises(E.InsufficientCreditsError, match="add credits"):
-        await apost_chat(config_for(sim), {"model": "gpt-4o", "messages": HELLO})
+        await apost(config_for(sim), {"model": "gpt-4o", "messages": HELLO})
 
 
 def test_insufficient_credits_says_how_to_add_credits(sim):
@@ -102,13 +102,13 @@ def test_rate_limit_carries_retry_after(sim):
 def test_real_context_overflow_from_the_catalog_window(sim):
     huge = [{"role": "user", "content": "word " * 20_000}]  # ~25K tokens > qwen-max's 32K? no: > gpt-3.5's 16K
     with pytest.raises(E.ContextLengthExceededError, match="maximum context length"):
-        post_chat(config_for(sim), {"model": "gpt-3.5-turbo", "messages": huge})
+        post(config_for(sim), {"model": "gpt-3.5-turbo", "messages": huge})
 
 
 def test_wrong_key_is_an_authentication_error(sim):
     config = ClientConfig.resolve(api_key="wrong-key-123456", base_url=sim.base_url, max_retries=0)
     with pytest.raises(E.AuthenticationError, match="AISA_API_KEY"):
-        post_chat(config, {"model": "gpt-4o", "messages": HELLO})
+        post(config, {"model": "gpt-4o", "messages": HELLO})
 
 
 def test_key_echoed_by_the_server_is_redacted(sim):
@@ -139,7 +139,7 @@ def test_nothing_listening_is_a_connection_error():
         port = s.getsockname()[1]
     config = ClientConfig.resolve(api_key="k", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
     with pytest.raises(E.APIConnectionError, match="Could not reach"):
-        post_chat(config, {"model": "gpt-4o", "messages": HELLO})
+        post(config, {"model": "gpt-4o", "messages": HELLO})
 
 
 def test_malformed_body(sim):

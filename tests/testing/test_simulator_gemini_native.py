@@ -38,6 +38,14 @@ WEATHER = {
 }
 
 
+def post_native(config, request, **options):
+    return transport.post(config, request, api="gemini-native", **options)
+
+
+async def apost_native(config, request, **options):
+    return await transport.apost(config, request, api="gemini-native", **options)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_streaming_memory():
     """Which base URLs lack the streaming method is remembered process-wide: a later simulator may get the port."""
@@ -74,7 +82,7 @@ def post_raw(sim: AIsaSimulator, path: str, body: dict, key: str | None = None) 
 
 
 def test_a_non_streamed_answer(sim):
-    completion = transport.post_generate_content(config(sim), HELLO)
+    completion = post_native(config(sim), HELLO)
     assert completion["object"] == "chat.completion" and completion["model"] == GEMINI
     choice = completion["choices"][0]
     assert choice["finish_reason"] == "stop" and "Hello" in choice["message"]["content"]
@@ -106,7 +114,7 @@ def test_a_streamed_answer(sim):
 
 def test_async_answers(sim):
     async def run():
-        completion = await transport.apost_generate_content(config(sim), HELLO)
+        completion = await apost_native(config(sim), HELLO)
         stream = await transport.aopen_generate_content_stream(config(sim), HELLO)
         chunks = [chunk async for chunk in stream]
         return completion, chunks
@@ -119,16 +127,14 @@ def test_async_answers(sim):
 def test_a_tool_call_round_trip_keeps_the_thought_signature(sim):
     sim.script(ScriptedReply(tool_calls=[ScriptedToolCall("get_weather", {"city": "Paris"})]))
     request = {"model": GEMINI, "messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [WEATHER]}
-    first = transport.post_generate_content(config(sim), request)
+    first = post_native(config(sim), request)
     message = first["choices"][0]["message"]
     assert first["choices"][0]["finish_reason"] == "tool_calls"
     call = message["tool_calls"][0]
     assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
     assert call["extra_content"]["google"]["thought_signature"].startswith("sig-")
     tool_result = {"role": "tool", "tool_call_id": call["id"], "content": "22C and sunny"}
-    second = transport.post_generate_content(
-        config(sim), {**request, "messages": [*request["messages"], message, tool_result]}
-    )
+    second = post_native(config(sim), {**request, "messages": [*request["messages"], message, tool_result]})
     assert second["choices"][0]["message"]["content"] == "Based on the tool results: 22C and sunny."
     sent = sim.chat_requests()[1].body
     assert sent["contents"][1]["parts"][0]["thoughtSignature"] == call["extra_content"]["google"]["thought_signature"]
@@ -149,7 +155,7 @@ def test_a_streamed_tool_call(sim):
 
 def test_scripted_limits_and_json(sim):
     sim.script(ScriptedReply(content="cut short", finish_reason="length"))
-    cut = transport.post_generate_content(config(sim), HELLO)
+    cut = post_native(config(sim), HELLO)
     assert cut["choices"][0]["finish_reason"] == "length"
     schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
     request = {
@@ -157,7 +163,7 @@ def test_scripted_limits_and_json(sim):
         "response_format": {"type": "json_schema", "json_schema": {"name": "Person", "schema": schema}},
         "max_tokens": 50,
     }
-    person = transport.post_generate_content(config(sim), request)
+    person = post_native(config(sim), request)
     assert set(json.loads(person["choices"][0]["message"]["content"])) == {"name"}
     generation = sim.chat_requests()[-1].body["generationConfig"]
     assert generation == {"maxOutputTokens": 50, "responseMimeType": "application/json", "responseSchema": schema}
@@ -201,14 +207,14 @@ def test_an_unknown_model_is_not_mistaken_for_a_gateway_without_streaming(sim):
 
 def test_a_wrong_key_is_an_authentication_error_in_googles_format(sim):
     with pytest.raises(E.AuthenticationError) as caught:
-        transport.post_generate_content(config(sim, api_key="wrong"), HELLO)
+        post_native(config(sim, api_key="wrong"), HELLO)
     assert caught.value.status_code == 401 and caught.value.code == "UNAUTHENTICATED"
     assert "wrong" not in str(caught.value)
 
 
 def test_a_model_outside_the_gemini_family_is_not_found(sim):
     with pytest.raises(E.ModelNotFoundError) as caught:
-        transport.post_generate_content(config(sim), {**HELLO, "model": "gpt-4o-mini"})
+        post_native(config(sim), {**HELLO, "model": "gpt-4o-mini"})
     assert caught.value.status_code == 404 and caught.value.code == "NOT_FOUND"
 
 
@@ -228,7 +234,7 @@ def test_a_model_outside_the_gemini_family_is_not_found(sim):
 def test_faults_are_typed(sim, fault, cls):
     sim.inject(GEMINI, fault)
     with pytest.raises(cls) as caught:
-        transport.post_generate_content(config(sim), HELLO)
+        post_native(config(sim), HELLO)
     if fault.retry_after is not None:
         assert caught.value.retry_after == 3
 
