@@ -137,3 +137,12 @@ def shared_capabilities(infos: Sequence[ModelInfo]) -> dict[str, Any]:
         elif values and all(v is True for v in values):
             shared[name] = True
     return shared
+
+
+def capabilities_of_models(model_ids: Sequence[str | None], catalog: Any) -> dict[str, Any] | None:
+    """:func:`shared_capabilities` of these models (ids; None for a member that is not a known model),
+    or None when one of them is unknown to ``catalog`` (then nothing can be promised)."""
+    infos = [catalog.info(model_id) if model_id else None for model_id in dict.fromkeys(model_ids)]
+    if not infos or any(info is None or not info.known for info in infos):
+        return None
+    return shared_capabilities(infos)  # type: ignore[arg-type]

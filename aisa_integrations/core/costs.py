@@ -30,7 +30,6 @@ __all__ = [
     "SharedBudget",
     "StreamMeter",
     "check_budgets",
-    "process_budget",
     "record_usage",
     "set_process_budget",
     "tracking",
@@ -352,10 +351,6 @@ def set_process_budget(budget: CostTracker | None) -> CostTracker | None:
     global _process_budget
     _process_budget = budget
     return budget
-
-
-def process_budget() -> CostTracker | None:
-    return _process_budget
 
 
 # The trackers whose block the current code runs in. The engine reports every billed answer it

@@ -176,6 +176,14 @@ class Plan:
         """Whether the fallback policy runs this plan (else: one plain call)."""
         return self.policy is not None
 
+    def model_ids(self) -> list[str | None]:
+        """Every model that may answer under this plan: its members, then its routes' (None for a
+        member whose model is unknown)."""
+        ids: list[str | None] = [target.model for target in self.targets]
+        if self.router is not None:
+            ids += self.router.model_ids()
+        return ids
+
 
 def _as_target(value: Any, catalog_params: Callable[[Any], Target] | None) -> Target:
     if isinstance(value, ModelTarget | ForeignTarget):

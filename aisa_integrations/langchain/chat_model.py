@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model
 
 from ..core import wire
 from ..core.breakers import breakers
-from ..core.capabilities import shared_capabilities
+from ..core.capabilities import capabilities_of_models
 from ..core.catalog import ModelCatalog, ModelInfo, default_catalog
 from ..core.config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_TIMEOUT, ClientConfig
 from ..core.costs import CostTracker
@@ -444,15 +444,9 @@ class AIsaChatModel(BaseChatModel):
     def _resolve_model_profile(self) -> ModelProfile | None:
         # One model: its catalog entry. A fallback chain or routes: what every member can do, since
         # any of them may answer (core/capabilities.shared_capabilities).
-        plan = self._engine.plan
-        ids: list[str | None] = [target.model for target in plan.targets]
-        if plan.router is not None:
-            ids += plan.router.model_ids()
-        catalog = self.catalog or default_catalog()
-        infos = [catalog.info(model_id) if model_id else None for model_id in dict.fromkeys(ids)]
-        if not infos or any(info is None or not info.known for info in infos):
+        shared = capabilities_of_models(self._engine.plan.model_ids(), self.catalog or default_catalog())
+        if shared is None:
             return None
-        shared = shared_capabilities(infos)  # type: ignore[arg-type]
         profile: dict[str, Any] = {"text_inputs": True, "text_outputs": True}
         for key, name in (
             ("max_input_tokens", "context_window"),
